@@ -1,0 +1,49 @@
+"The `setrank` command end to end, as a user runs it (a subprocess of the installed console script)."
+import re, subprocess, sys
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SETRANK = str(Path(sys.executable).parent/'setrank')
+
+def setrank(*args, cwd=None):
+    return subprocess.run([SETRANK, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+def test_help_explains_every_command():
+    r = setrank('--help')
+    assert r.returncode == 0
+    assert 'Rank NBA teams' in r.stdout and 'config' in r.stdout
+
+def test_config_show_prints_locked_defaults_with_provenance():
+    r = setrank('config', 'show')
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for line in ['rolling_windows: [15, 30]', 'epochs: 23', 'max_depth: 3', 'learning_rate: 0.087',
+                 'n_estimators: 235', 'n_estimators: 232', 'min_samples_leaf: 5']:
+        assert line in out, line
+    assert 'optuna_3trial' in out and 'Spearman 0.2116' in out
+    defaults = (REPO/'setrank'/'defaults.yaml').read_text()
+    assert 'optuna_3trial' in defaults and 'trial 2' in defaults
+
+def test_config_validate_names_the_bad_key(tmp_path):
+    f = tmp_path/'bad.yaml'; f.write_text('model_a: {epochs: many}\n')
+    r = setrank('config', 'validate', f)
+    assert r.returncode == 2
+    assert 'model_a.epochs' in r.stderr and "'many'" in r.stderr and 'Traceback' not in r.stderr
+
+def test_config_validate_suggests_the_near_key(tmp_path):
+    f = tmp_path/'typo.yaml'; f.write_text('model_a: {epoch: 5}\n')
+    r = setrank('config', 'validate', f)
+    assert r.returncode == 2 and "did you mean 'model_a.epochs'" in r.stderr
+
+def test_config_validate_accepts_a_good_file(tmp_path):
+    f = tmp_path/'ok.yaml'; f.write_text('model_b:\n  xgb: {max_depth: 4}\n')
+    r = setrank('config', 'validate', f)
+    assert r.returncode == 0, r.stderr
+    assert 'max_depth: 4' in setrank('config', 'show', '--config', f).stdout
+
+def test_ci_runs_the_readme_commands():
+    "The README's setup and test commands are the ones .ci/run executes."
+    readme, ci = (REPO/'README.md').read_text(), (REPO/'.ci'/'run').read_text()
+    assert 'pip install -e ".[dev]"' in readme and 'pip install -q -e ".[dev]"' in ci
+    assert re.search(r'^\. \.venv/bin/activate && pytest$', readme, re.M) and re.search(r'^pytest$', ci, re.M)
