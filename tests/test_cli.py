@@ -47,3 +47,22 @@ def test_ci_runs_the_readme_commands():
     readme, ci = (REPO/'README.md').read_text(), (REPO/'.ci'/'run').read_text()
     assert 'pip install -e ".[dev]"' in readme and 'pip install -q -e ".[dev]"' in ci
     assert re.search(r'^\. \.venv/bin/activate && pytest$', readme, re.M) and re.search(r'^pytest$', ci, re.M)
+
+def test_data_import_of_an_empty_folder_is_a_clean_error(tmp_path):
+    (tmp_path/'empty').mkdir()
+    r = setrank('data', 'import', tmp_path/'empty', '--db', tmp_path/'s.duckdb')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and 'empty' in r.stderr
+    assert not (tmp_path/'s.duckdb').exists()
+
+def test_data_synth_then_info(tmp_path):
+    db = tmp_path/'syn.duckdb'
+    r = setrank('data', 'synth', '--seasons', 3, '--seed', 3, '--db', db)
+    assert r.returncode == 0, r.stderr
+    r = setrank('data', 'info', '--db', db)
+    assert r.returncode == 0, r.stderr
+    assert 'regular' in r.stdout and 'playoffs' in r.stdout and 'fingerprint' in r.stdout
+
+def test_data_info_without_a_store_says_what_to_do(tmp_path):
+    r = setrank('data', 'info', '--db', tmp_path/'none.duckdb')
+    assert r.returncode == 2 and 'setrank data import' in r.stderr
