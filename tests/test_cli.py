@@ -66,3 +66,28 @@ def test_data_synth_then_info(tmp_path):
 def test_data_info_without_a_store_says_what_to_do(tmp_path):
     r = setrank('data', 'info', '--db', tmp_path/'none.duckdb')
     assert r.returncode == 2 and 'setrank data import' in r.stderr
+
+@pytest.fixture(scope='module')
+def small_synthetic_config(tmp_path_factory):
+    "A config for a 3-season synthetic league whose store and caches live in a temp folder."
+    d = tmp_path_factory.mktemp('small')
+    cfg = d/'config.yaml'
+    cfg.write_text(f'paths: {{cache: {d/"cache"}, runs: {d/"runs"}, db: {d/"store.duckdb"}}}\n'
+                   f'data: {{synth_seasons: 3}}\n')
+    return cfg
+
+def test_features_build_says_what_it_built_and_caches(small_synthetic_config):
+    r = setrank('features', 'build', '--config', small_synthetic_config)
+    assert r.returncode == 0, r.stderr
+    assert 'team rows' in r.stdout and '3 seasons' in r.stdout and 'player features' in r.stdout
+    assert list((small_synthetic_config.parent/'cache'/'features').glob('features_*/schema.json'))
+
+def test_baselines_prints_metrics_beside_random(small_synthetic_config):
+    r = setrank('baselines', '--config', small_synthetic_config, '--target', 'rest_of_season')
+    assert r.returncode == 0, r.stderr
+    for word in ['random', 'point_diff', 'win_pct', 'srs', 'spearman', 'kendall_b', 'ndcg_at_8', 'rank_mae', '25%', '50%', '75%']:
+        assert word in r.stdout, word
+
+def test_run_on_db_without_store_is_a_clean_error(tmp_path):
+    r = setrank('features', 'build', '--data', 'db', cwd=tmp_path)
+    assert r.returncode == 2 and 'setrank data import' in r.stderr and 'Traceback' not in r.stderr
