@@ -1,0 +1,203 @@
+"The docs site as a reader meets it: built offline from every notebook, opened in a headless browser; and the README CI check."
+import html, json, os, re, shutil, subprocess, time
+from pathlib import Path
+import pytest
+from setrank.config import SetrankError
+from setrank.docs import build_docs, build_readme, doc_pages, project_config
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD_BUDGET_S = 60
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory, monkeypatch_module):
+    "The whole site, built once with mkdocs (the renderer used where Quarto is absent), and how long that took."
+    monkeypatch_module.chdir(REPO)
+    out = tmp_path_factory.mktemp('docs')/'site'
+    start = time.perf_counter()
+    build_docs(out, renderer='mkdocs')
+    return out, time.perf_counter() - start
+
+@pytest.fixture(scope='module')
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp: yield mp
+
+def pages():
+    return doc_pages(REPO/'nbs')
+
+def test_site_builds_every_notebook_in_under_a_minute(site):
+    out, seconds = site
+    assert seconds < BUILD_BUDGET_S, f'docs build took {seconds:.1f} s (budget {BUILD_BUDGET_S} s)'
+    missing = [p.url for p in pages() if not (out/p.url).exists()]
+    assert not missing, f'notebooks without a page: {missing}'
+    assert (out/'assets'/'pipeline.svg').exists() and (out/'search'/'search_index.js').exists()
+
+def test_site_loads_nothing_from_the_network(site):
+    "Offline: no page pulls a script, stylesheet or font from another host (MathJax, only used by math, is the exception)."
+    out, _ = site
+    for page in out.glob('*.html'):
+        text = page.read_text(encoding='utf-8')
+        external = [u for u in re.findall(r'<(?:script|link)\b[^>]*?(?:src|href)="(https?://[^"]+)"', text)
+                    if 'mathjax' not in u.lower()]
+        assert not external, f'{page.name} loads {external}'
+
+def test_search_index_covers_the_api(site):
+    out, _ = site
+    index = json.loads((out/'search'/'search_index.json').read_text(encoding='utf-8'))
+    docs = {d['location'].split('#')[0] for d in index['docs']}
+    assert 'config.html' in docs
+    assert any('load_config' in d['text'] for d in index['docs'] if d['location'].startswith('config.html'))
+
+def test_hidden_and_export_cells_stay_off_the_pages(site):
+    "nbdev's processing ran: no `#|` directives, no hidden test imports, and the API is shown by show_doc."
+    out, _ = site
+    text = (out/'config.html').read_text(encoding='utf-8')
+    assert '#| export' not in text and '#| hide' not in text and 'from fastcore.test import' not in text
+    assert 'show_doc(' not in _text(text), 'show_doc input cells must be hidden'
+
+def test_api_links_point_at_local_pages(site):
+    out, _ = site
+    text = (out/'config.html').read_text(encoding='utf-8')
+    doc_host = project_config().doc_host
+    assert doc_host not in text
+    assert 'href="config.html#setrankerror"' in text and 'id="setrankerror"' in text
+
+# --- the browser ---------------------------------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--hide-scrollbars', '--window-size=1280,1400']
+
+@pytest.fixture(scope='module')
+def chromium():
+    exe = shutil.which('chromium') or shutil.which('chromium-browser')
+    if exe: return exe
+    if os.environ.get('CI'): pytest.fail('chromium is not installed: CI must run `apt-get install -y chromium`')
+    pytest.skip('chromium is not installed (apt-get install -y chromium); CI runs these browser checks')
+
+def browse(chromium, url, profile, *args):
+    "Run headless Chromium with a fresh profile on `url` (a file:// address, nothing else is reachable)."
+    r = subprocess.run([chromium, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args, url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+def _text(markup):
+    "The visible text of some HTML, tags dropped and entities decoded."
+    return html.unescape(re.sub(r'<[^>]+>', '', markup))
+
+def dom_and_screenshot(chromium, page, tmp_path, name):
+    dom = browse(chromium, page.as_uri(), tmp_path/f'profile-{name}-dom', '--virtual-time-budget=3000', '--dump-dom')
+    shot = tmp_path/f'{name}.png'
+    browse(chromium, page.as_uri(), tmp_path/f'profile-{name}-shot', f'--screenshot={shot}')
+    assert shot.exists() and shot.stat().st_size > 10_000, 'the screenshot is missing or blank'
+    if os.environ.get('SETRANK_ARTIFACTS'):
+        dest = Path(os.environ['SETRANK_ARTIFACTS']); dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest/f'docs_{name}.png')
+    return dom
+
+def test_index_page_in_a_browser(site, chromium, tmp_path):
+    "Title, navigation to every notebook, the pipeline picture, the quick start, and a link to the next page."
+    out, _ = site
+    dom = dom_and_screenshot(chromium, out/'index.html', tmp_path, 'index')
+    assert re.search(r'<title>\s*setrank\s*</title>', dom)
+    nav = set(re.findall(r'<a[^>]*class="md-nav__link[^"]*"[^>]*href="([^"#]+)"', dom)
+              + re.findall(r'<a[^>]*href="([^"#]+)"[^>]*class="md-nav__link', dom))
+    expected = {p.url for p in pages() if p.dest != 'index.ipynb'}
+    assert expected <= nav, f'missing from the navigation: {expected - nav}'
+    assert re.search(r'<img[^>]*src="assets/pipeline.svg"', dom)
+    assert 'Quick start' in _text(dom) and 'pip install -e' in _text(dom)
+    next_link = re.search(r'<a[^>]*href="([^"]+)"[^>]*class="md-footer__link md-footer__link--next"', dom) \
+        or re.search(r'<a[^>]*class="md-footer__link md-footer__link--next"[^>]*href="([^"]+)"', dom)
+    assert next_link and next_link[1] == pages()[1].url
+    for report in [p for p in pages() if p.section == 'Reports']:
+        assert f'href="{report.url}"' in dom
+
+def test_api_page_in_a_browser_shows_signatures(site, chromium, tmp_path):
+    "The config page: its title, its place in the navigation, and `load_config` with its parameters and their comments."
+    out, _ = site
+    dom = dom_and_screenshot(chromium, out/'config.html', tmp_path, 'config')
+    assert re.search(r'<title>\s*Configuration - setrank\s*</title>', dom)
+    assert re.search(r'class="md-nav__link md-nav__link--active"[^>]*href="config.html"', dom) or \
+        re.search(r'href="config.html"[^>]*class="md-nav__link md-nav__link--active', dom)
+    assert 'id="load_config"' in dom
+    text = _text(dom)
+    assert re.search(r'def load_config\(\s*path:Union\[str, Path, None\]=None, # a user YAML merged over the defaults\s*'
+                     r'overrides:Optional\[dict\]=None, # dotted keys -> values', text), 'load_config signature not rendered'
+    assert 'The packaged defaults, deep-merged with the YAML' in text
+
+def _notebook_with_saved_outputs(path):
+    "A notebook as a person leaves it after running it: a plot, a table and printed text saved in its outputs."
+    import base64, io
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    fig, ax = plt.subplots(figsize=(4, 2.5))
+    ax.plot([1, 2, 3], [0.2, 0.5, 0.4]); ax.set_title('Spearman by season'); ax.set_xlabel('season'); ax.set_ylabel('rho')
+    buf = io.BytesIO(); fig.savefig(buf, format='png', bbox_inches='tight'); plt.close(fig)
+    table = pd.DataFrame({'team': ['BOS', 'DEN'], 'strength': [1.25, 0.75]})
+    cells = [{'cell_type': 'markdown', 'metadata': {}, 'source': '# Saved outputs\n> A notebook that was run and saved.'},
+             {'cell_type': 'code', 'metadata': {}, 'execution_count': 1, 'source': 'plot_spearman()', 'outputs': [
+                 {'output_type': 'display_data', 'metadata': {},
+                  'data': {'image/png': base64.b64encode(buf.getvalue()).decode(), 'text/plain': '<Figure>'}}]},
+             {'cell_type': 'code', 'metadata': {}, 'execution_count': 2, 'source': 'table', 'outputs': [
+                 {'output_type': 'execute_result', 'execution_count': 2, 'metadata': {},
+                  'data': {'text/html': table.to_html(), 'text/plain': table.to_string()}}]},
+             {'cell_type': 'code', 'metadata': {}, 'execution_count': 3, 'source': 'print("ranked 30 teams")', 'outputs': [
+                 {'output_type': 'stream', 'name': 'stdout', 'text': 'ranked 30 teams\n'}]}]
+    path.write_text(json.dumps({'cells': cells, 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}))
+
+@pytest.fixture(scope='module')
+def toy_site(tmp_path_factory, monkeypatch_module):
+    "A small site from the real index, a notebook with saved outputs, and the two report notebooks."
+    monkeypatch_module.chdir(REPO)
+    root = tmp_path_factory.mktemp('toy')
+    nbs = root/'nbs'; (nbs/'reports').mkdir(parents=True)
+    shutil.copy(REPO/'nbs'/'index.ipynb', nbs/'index.ipynb')
+    _notebook_with_saved_outputs(nbs/'10_outputs.ipynb')
+    for name, title in [('explain', 'Explaining a ranking'), ('analysis', 'Sweep analysis')]:
+        (nbs/'reports'/f'{name}.ipynb').write_text(json.dumps({'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5, 'cells': [
+            {'cell_type': 'markdown', 'metadata': {}, 'source': f'# {title}\n> A report.'},
+            {'cell_type': 'code', 'metadata': {'tags': ['parameters']}, 'execution_count': None, 'outputs': [],
+             'source': "config = 'combo_0002'"}]}))
+    return build_docs(root/'site', renderer='mkdocs', nbs_path=nbs)
+
+def test_saved_outputs_appear_on_the_page(toy_site, chromium, tmp_path):
+    "Plots, tables and printed text saved in a notebook are on its page; nothing is re-run to get them."
+    dom = dom_and_screenshot(chromium, toy_site/'outputs.html', tmp_path, 'outputs')
+    assert re.search(r'<img[^>]*src="data:image/png;base64,', dom), 'the saved plot is not on the page'
+    assert re.search(r'<table[^>]*class="dataframe', dom) and 'DEN' in _text(dom)
+    assert 'ranked 30 teams' in _text(dom)
+
+def test_index_links_the_report_examples(toy_site, chromium, tmp_path):
+    "When nbs/reports/ holds the report notebooks, the index links them and the navigation has a Reports section."
+    dom = browse(chromium, (toy_site/'index.html').as_uri(), tmp_path/'profile', '--virtual-time-budget=3000', '--dump-dom')
+    section = re.search(r'id="report-examples".*?</ul>', dom, re.S)
+    assert section, 'the index has no "Report examples" section'
+    links = [l for l in re.findall(r'<a[^>]*href="([^"]+)"[^>]*>([^<]+)</a>', section[0]) if not l[0].startswith('#')]
+    assert links == [('reports/explain.html', 'Explaining a ranking'), ('reports/analysis.html', 'Sweep analysis')]
+    assert 'Reports' in re.sub(r'\s+', ' ', _text(dom))
+    report = (toy_site/'reports'/'explain.html').read_text(encoding='utf-8')
+    assert 'href="../index.html"' in report or 'href="..' in report  # pages one folder down link back up
+
+def test_search_works_offline_in_a_browser(site, chromium, tmp_path):
+    "Searching `load_config` from a file:// page (no server, no network) finds its entry on the config page."
+    out, _ = site
+    dom = browse(chromium, (out/'index.html').as_uri() + '?q=load_config', tmp_path/'profile',
+                 '--virtual-time-budget=10000', '--dump-dom')
+    assert re.search(r'\d+ matching documents?', dom), 'search gave no results'
+    assert re.search(r'href="[^"]*config\.html\?h=load_config#load_config"', dom)
+
+# --- the README ------------------------------------------------------------------------------------------------------
+
+def test_readme_is_generated_from_the_index_notebook(monkeypatch):
+    "The CI check: README.md is exactly what nbs/index.ipynb gives (run `setrank docs --readme` after editing it)."
+    monkeypatch.chdir(REPO)
+    assert build_readme(check=True) == REPO/'README.md'
+
+def test_readme_check_catches_a_hand_edited_readme(tmp_path):
+    nb, readme = tmp_path/'index.ipynb', tmp_path/'README.md'
+    shutil.copy(REPO/'nbs'/'index.ipynb', nb)
+    readme.write_text((REPO/'README.md').read_text(encoding='utf-8').replace('Quick start', 'Quickstart'), encoding='utf-8')
+    with pytest.raises(SetrankError, match='Quickstart'): build_readme(check=True, nb_path=nb, dest=readme)
+    build_readme(nb_path=nb, dest=readme)
+    assert readme.read_bytes() == (REPO/'README.md').read_bytes()
