@@ -1,0 +1,89 @@
+"`setrank run` end to end on a small synthetic league: every artifact, valid JSON, the same metrics twice."
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+from setrank.config import load_config, SetrankError
+from setrank.pipeline import run_pipeline, evaluate_run_dir
+
+SETRANK = str(Path(sys.executable).parent/'setrank')
+
+def small_config(tmp:Path, **over):
+    "A 4-season synthetic league with short training: the whole pipeline in well under a minute."
+    base = {'paths.cache': str(tmp/'cache'), 'paths.runs': str(tmp/'runs'), 'data.synth_seasons': 4,
+            'stacking.oof_seasons': 1, 'model_a.epochs': 3, 'model_b.rf.n_estimators': 30,
+            'output.odds_simulations': 2000}
+    return load_config(overrides={**base, **over})
+
+def strict_json(path):
+    def bad(name): raise ValueError(f'{path}: non-standard JSON constant {name}')
+    return json.loads(Path(path).read_text(), parse_constant=bad)
+
+@pytest.fixture(scope='module')
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('pipe')
+    cfg = small_config(tmp)
+    return run_pipeline(cfg, progress=False), run_pipeline(cfg, progress=False)
+
+def test_run_writes_every_artifact(two_runs):
+    run = two_runs[0].run_dir
+    season = two_runs[0].split.test
+    for name in ['config.yaml', 'manifest.json', 'scores.parquet', 'oof.parquet', f'predictions_{season}.json',
+                 'eval_report.json', 'eval_report.md', 'models/model_a.pt', 'models/train_history.json',
+                 'models/model_b/xgb.json', 'models/model_b/rf.joblib', 'models/stack.json',
+                 f'ranks_{season}.png', f'title_odds_{season}.png']:
+        assert (run/name).exists(), name
+    manifest = strict_json(run/'manifest.json')
+    for key in ['data_fingerprint', 'code_version', 'seed', 'stage_seconds', 'split', 'validation', 'test']:
+        assert key in manifest, key
+    assert set(manifest['stage_seconds']) >= {'data', 'features', 'out_of_fold', 'stack', 'final_models', 'predict', 'evaluate'}
+
+def test_predictions_are_valid_ranked_json(two_runs):
+    run = two_runs[0]
+    pred = strict_json(run.run_dir/f'predictions_{run.split.test}.json')
+    teams = pred['teams']
+    assert sorted(t['prediction']['league_rank'] for t in teams) == list(range(1, 31))
+    odds = np.array([t['prediction']['championship_odds'] for t in teams])
+    assert abs(odds.sum() - 1) < 1e-9 and odds.std() > 0
+    for t in teams:
+        rd = t['roster_dependence']
+        assert all(c['attention_weight'] > 0 for c in rd['primary_contributors'])
+
+def test_eval_report_compares_models_with_baselines(two_runs):
+    md = (two_runs[0].run_dir/'eval_report.md').read_text()
+    for word in ['ensemble', 'model_a', 'xgb', 'rf', 'point_diff', 'win_pct', 'random']:
+        assert word in md, word
+    report = strict_json(two_runs[0].run_dir/'eval_report.json')
+    assert report['truth_source'].startswith('synthetic') and report['prediction_files'][0]['sha256']
+
+def test_same_seed_same_metrics(two_runs):
+    a, b = two_runs
+    assert a.run_dir != b.run_dir
+    assert a.validation == b.validation and a.test == b.test
+    assert strict_json(a.run_dir/'eval_report.json')['results'] == strict_json(b.run_dir/'eval_report.json')['results']
+
+def test_validation_metrics_are_reported_and_plausible(two_runs):
+    v = two_runs[0].validation
+    assert set(v) == {'spearman', 'ndcg8', 'rank_mae', 'playoff_spearman'}
+    assert 0.3 < v['spearman'] <= 1 and 0 < v['rank_mae'] < 10
+
+def test_evaluate_recomputes_the_same_report(two_runs):
+    run = two_runs[0].run_dir
+    before = strict_json(run/'eval_report.json')['results']
+    evaluate_run_dir(run)
+    assert strict_json(run/'eval_report.json')['results'] == before
+
+def test_missing_model_file_is_a_clear_error(two_runs, tmp_path):
+    from setrank.model_a import load_model_a
+    from setrank.model_b import load_model_b
+    with pytest.raises(SetrankError, match='rf.joblib|model_b'):
+        import shutil
+        broken = tmp_path/'model_b'; shutil.copytree(two_runs[0].run_dir/'models'/'model_b', broken)
+        (broken/'rf.joblib').unlink()
+        load_model_b(broken)
+    with pytest.raises(SetrankError):
+        load_model_a(tmp_path/'none.pt')
+
+def test_evaluate_cli_on_a_missing_run_exits_2(tmp_path):
+    r = subprocess.run([SETRANK, 'evaluate', str(tmp_path/'run_999')], capture_output=True, text=True)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
