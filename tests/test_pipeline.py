@@ -87,3 +87,13 @@ def test_missing_model_file_is_a_clear_error(two_runs, tmp_path):
 def test_evaluate_cli_on_a_missing_run_exits_2(tmp_path):
     r = subprocess.run([SETRANK, 'evaluate', str(tmp_path/'run_999')], capture_output=True, text=True)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
+
+def test_load_run_rebuilds_models_that_score_like_the_run(two_runs):
+    import pandas as pd
+    from setrank.pipeline import load_run
+    from setrank.model_a import predict_model_a
+    art = load_run(two_runs[0].run_dir)
+    scores = pd.read_parquet(two_runs[0].run_dir/'scores.parquet')
+    again = predict_model_a(art.model_a, art.fs, scores.row.to_numpy())['scores']
+    np.testing.assert_allclose(again, scores.model_a.to_numpy(), rtol=1e-5, atol=1e-5)
+    assert art.split.test == two_runs[0].split.test
