@@ -91,3 +91,8 @@ def test_baselines_prints_metrics_beside_random(small_synthetic_config):
 def test_run_on_db_without_store_is_a_clean_error(tmp_path):
     r = setrank('features', 'build', '--data', 'db', cwd=tmp_path)
     assert r.returncode == 2 and 'setrank data import' in r.stderr and 'Traceback' not in r.stderr
+
+def test_explain_unknown_combo_exits_2_with_a_clear_message(tmp_path):
+    (tmp_path/'runs'/'sweeps'/'b1'/'combo_0001'/'outputs').mkdir(parents=True)
+    r = setrank('explain', 'combo_0042', '--runs-root', tmp_path/'runs')
+    assert r.returncode == 2 and 'combo_0042' in r.stderr and 'Traceback' not in r.stderr
