@@ -97,3 +97,27 @@ def test_load_run_rebuilds_models_that_score_like_the_run(two_runs):
     again = predict_model_a(art.model_a, art.fs, scores.row.to_numpy())['scores']
     np.testing.assert_allclose(again, scores.model_a.to_numpy(), rtol=1e-5, atol=1e-5)
     assert art.split.test == two_runs[0].split.test
+
+def test_model_with_unusable_attention_yields_fallback_contributors(two_runs):
+    "Force Model A's attention logits to NaN: the fallback weights are used, flagged, and no zero-weight contributor is made up."
+    import pandas as pd
+    from setrank.pipeline import load_run
+    from setrank.model_a import predict_model_a
+    from setrank.predict import build_predictions
+    from setrank.evaluate import horizon_rows
+    art = load_run(two_runs[0].run_dir)
+    att = art.model_a.attention
+    original = att.logits
+    att.logits = lambda *a, **k: tuple([original(*a, **k)[0] * float('nan'), *original(*a, **k)[1:]])
+    test_rows = art.fs.rows[art.fs.rows.season == art.split.test]
+    end = horizon_rows(test_rows, 1.0)
+    pos = end.index.to_numpy()
+    out = predict_model_a(art.model_a, art.fs, pos)
+    assert out['fallback'].all() and np.isfinite(out['scores']).all()
+    scores = {m: np.asarray(out['scores']) for m in ('ensemble', 'model_a', 'xgb', 'rf')}
+    pred = build_predictions(end, scores, dict(weights=out['weights'], player_ids=art.fs.player_ids[pos], fallback=out['fallback']),
+                             art.cfg.output, run_id='forced', seed=0)
+    for team in pred['teams']:
+        rd = team['roster_dependence']
+        assert rd['contributors_are_fallback'] is True
+        assert all(c['attention_weight'] > 0 for c in rd['primary_contributors'])

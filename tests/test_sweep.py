@@ -1,0 +1,215 @@
+"""Sweeps end to end: combos, resuming after a kill, several workers on one study (SQLite and PostgreSQL), the papermill
+analysis report and lock-best. Trials use `fake_trial` (instant, deterministic); one slow test runs the real pipeline."""
+import json, os, shutil, signal, subprocess, sys, time, uuid
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import optuna
+
+from setrank.config import DEFAULTS_PATH, load_config, read_yaml
+from setrank.sweep import (LOCK_MARK, analyze_batch, default_storage, fake_trial, lock_best, open_storage, run_sweep)
+
+REPO = Path(__file__).resolve().parents[1]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# A sweep worker in its own process, as a second machine (or a killed terminal) would run it.
+WORKER = r'''
+import json, sys, time
+from functools import partial
+from setrank.config import load_config
+from setrank.sweep import run_sweep, fake_trial
+a = json.loads(sys.argv[1])
+def runner(cfg, out_dir):
+    result = fake_trial(cfg, out_dir, delay_s=a['delay'])
+    if a.get('hang_after_first') and out_dir.parent.name != 'combo_0000': time.sleep(600)
+    return result
+run_sweep(load_config(overrides=a['overrides']), a['batch'], n_trials=a['n'], storage=a.get('storage'),
+          run_trial=runner, progress=False, importances=False, poll_s=0.2)
+'''
+
+def _overrides(root:Path)->dict:
+    return {'paths.runs': str(root/'runs'), 'paths.cache': str(root/'cache')}
+
+def _worker(root:Path, batch:str, n:int, delay:float=0.0, storage=None, hang_after_first=False)->subprocess.Popen:
+    args = dict(overrides=_overrides(root), batch=batch, n=n, delay=delay, storage=storage, hang_after_first=hang_after_first)
+    return subprocess.Popen([sys.executable, '-c', WORKER, json.dumps(args)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+def _results(batch_dir:Path)->pd.DataFrame:
+    return pd.read_csv(batch_dir/'sweep_results.csv')
+
+def _runs_per_combo(batch_dir:Path)->dict:
+    "combo -> the (host, pid) lines its runner wrote: one per time the combo ran."
+    return {p.parent.parent.name: p.read_text().splitlines() for p in batch_dir.glob('combo_*/outputs/runs.txt')}
+
+def test_sweep_writes_one_combo_per_trial_with_its_full_config(tmp_path):
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    res = run_sweep(cfg, 'three', run_trial=fake_trial, progress=False)
+    combos = sorted(p.name for p in res.batch_dir.glob('combo_*'))
+    assert combos == ['combo_0000', 'combo_0001', 'combo_0002']
+    frame = _results(res.batch_dir)
+    assert frame.state.tolist() == ['COMPLETE']*3 and frame.combo.tolist() == combos
+    for row in frame.itertuples():
+        combo_cfg = load_config(res.batch_dir/row.combo/'config.yaml')
+        assert combo_cfg.paths.runs == str(res.batch_dir/row.combo)       # runs go into the combo
+        assert combo_cfg.paths.cache == str(tmp_path/'cache')             # the feature cache is the batch's
+        assert combo_cfg.model_a.epochs == getattr(row, '_' + str(list(frame.columns).index('model_a.epochs') + 1))
+        assert (res.batch_dir/row.combo/'outputs'/'eval_report.json').exists()
+    summary = json.loads((res.batch_dir/'summary.json').read_text())
+    assert summary['best']['validation']['spearman'] == frame.validation_spearman.max()
+    assert summary['n_trials'] == 3 and summary['complete'] == 3 and summary['importances']
+
+def test_killed_sweep_resumes_without_redoing_finished_combos(tmp_path):
+    "Kill -9 a sweep during its second trial; the same call again finishes the batch and leaves combo_0000 alone."
+    batch_dir = tmp_path/'runs'/'sweeps'/'killed'
+    proc = _worker(tmp_path, 'killed', 3, hang_after_first=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (batch_dir/'combo_0001'/'outputs'/'runs.txt').exists() and 'COMPLETE' in _results(batch_dir).state.tolist(): break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    else: pytest.fail('the first trial did not finish in 60 s')
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    first = batch_dir/'combo_0000'/'outputs'/'eval_report.json'
+    mtime = first.stat().st_mtime_ns
+
+    cfg = load_config(overrides=_overrides(tmp_path))
+    res = run_sweep(cfg, 'killed', n_trials=3, run_trial=fake_trial, progress=False)
+    frame = _results(batch_dir).set_index('number')
+    assert res.summary['complete'] == 3 and (frame.state == 'COMPLETE').sum() == 3
+    assert first.stat().st_mtime_ns == mtime                               # finished combo untouched
+    assert all(len(lines) == 1 for lines in _runs_per_combo(batch_dir).values())  # no combo ran twice
+    assert frame.loc[1, 'state'] == 'FAIL' and 're-run as combo_0002' in frame.loc[1, 'note']
+    params = list(cfg.sweep.space)
+    assert frame.loc[2, params].tolist() == frame.loc[1, params].tolist()  # the killed trial's parameters re-ran
+    assert frame.loc[2, 'note'] == 're-runs combo_0001'
+
+def test_interrupted_sweep_resumes_and_n_trials_is_the_batch_total(tmp_path):
+    def interrupted(cfg, out_dir):
+        if out_dir.parent.name == 'combo_0001': raise KeyboardInterrupt
+        return fake_trial(cfg, out_dir)
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    with pytest.raises(KeyboardInterrupt): run_sweep(cfg, 'ctrl_c', run_trial=interrupted, progress=False)
+    assert _results(tmp_path/'runs'/'sweeps'/'ctrl_c').state.tolist() == ['COMPLETE', 'FAIL', 'WAITING']  # queued again
+    res = run_sweep(cfg, 'ctrl_c', run_trial=fake_trial, progress=False)
+    assert res.results.state.tolist() == ['COMPLETE', 'FAIL', 'COMPLETE', 'COMPLETE']
+    again = run_sweep(cfg, 'ctrl_c', run_trial=fake_trial, progress=False)  # complete: runs nothing
+    assert len(again.results) == 4
+
+def _check_shared_batch(batch_dir:Path, study, n:int):
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == n, [t.state.name for t in study.trials]
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    combos = sorted(p.name for p in batch_dir.glob('combo_*'))
+    assert combos == sorted(f'combo_{t.number:04d}' for t in complete)      # no combo without a complete trial
+    runs = _runs_per_combo(batch_dir)
+    assert sorted(runs) == combos and all(len(v) == 1 for v in runs.values())  # each combo ran exactly once
+    assert len({line for v in runs.values() for line in v}) == 2              # both workers ran trials
+    frame = _results(batch_dir)
+    assert (frame.state == 'COMPLETE').sum() == n and frame.combo.is_unique
+
+def _run_two_workers(tmp_path, batch, n, storage=None):
+    procs = [_worker(tmp_path, batch, n, delay=0.3, storage=storage) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    _run_two_workers(tmp_path, 'shared', 6)
+    batch_dir = tmp_path/'runs'/'sweeps'/'shared'
+    _check_shared_batch(batch_dir, optuna.load_study(study_name='shared', storage=default_storage(batch_dir)), 6)
+
+def _pg_url()->str:
+    url = os.environ.get('SETRANK_PG_URL')
+    url_file = Path(os.environ.get('SETRANK_PG_URL_FILE', '/tmp/setrank_pg_url'))
+    if not url and url_file.exists(): url = url_file.read_text().strip()
+    problem = None if url else 'no PostgreSQL URL ($SETRANK_PG_URL or the file written by .ci/services)'
+    if url:
+        try:
+            import sqlalchemy
+            with sqlalchemy.create_engine(url).connect(): pass
+        except Exception as e: problem = f'cannot connect to {url.split("@")[-1]}: {e}'
+    if problem:
+        if os.environ.get('CI'): pytest.fail(f'{problem}; CI runs .ci/services first')
+        pytest.skip(problem)
+    return url
+
+def test_two_workers_share_one_postgresql_study(tmp_path):
+    url = _pg_url()
+    batch = f'pg_{uuid.uuid4().hex[:10]}'
+    try:
+        _run_two_workers(tmp_path, batch, 6, storage=url)
+        _check_shared_batch(tmp_path/'runs'/'sweeps'/batch, optuna.load_study(study_name=batch, storage=url), 6)
+    finally:
+        try: optuna.delete_study(study_name=batch, storage=url)
+        except KeyError: pass
+
+def test_n_jobs_runs_worker_processes_on_one_study(tmp_path):
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 4})
+    res = run_sweep(cfg, 'jobs', run_trial=partial(fake_trial, delay_s=0.3), n_jobs=2, progress=False, importances=False)
+    assert res.summary['complete'] == 4 and (res.results.state == 'COMPLETE').sum() == 4
+    runs = _runs_per_combo(res.batch_dir)
+    assert len(runs) == 4 and all(len(v) == 1 for v in runs.values())
+
+def test_analyze_writes_analysis_md_with_papermill(tmp_path):
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    res = run_sweep(cfg, 'report', run_trial=fake_trial, progress=False)
+    path = analyze_batch('report', tmp_path/'runs')
+    md = path.read_text()
+    best = res.summary['best']
+    assert path == (res.batch_dir/'ANALYSIS.md').resolve()
+    assert f"**Best: {best['combo']}**" in md and 'point_diff' in md and 'Parameter importances' in md
+    assert '![validation spearman by trial](optimization_history.png)' in md
+    assert (res.batch_dir/'optimization_history.png').stat().st_size > 1000
+    executed = json.loads((res.batch_dir/'analysis.ipynb').read_text())
+    injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
+    assert injected and str(res.batch_dir.resolve()) in ''.join(injected[0]['source'])  # not the default batch
+
+def _flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != 'space': out.update(_flat(v, f'{prefix}{k}.'))
+        else: out[f'{prefix}{k}'] = v
+    return out
+
+def test_lock_best_into_a_copy_changes_exactly_the_swept_keys_and_keeps_every_comment(tmp_path):
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    res = run_sweep(cfg, 'lock', run_trial=fake_trial, progress=False)
+    copy = tmp_path/'copy.yaml'; shutil.copy(DEFAULTS_PATH, copy)
+    original = copy.read_text()
+    changes = lock_best('lock', into=copy, runs_root=tmp_path/'runs')
+    text = copy.read_text()
+    before, after = _flat(read_yaml(DEFAULTS_PATH)), _flat(read_yaml(copy))
+    best = res.summary['best']['params']
+    assert set(changes) == set(cfg.sweep.space)
+    assert {k: after[k] for k in best} == best
+    assert {k for k in before if before[k] != after[k]} == {k for k in best if before[k] != best[k]}
+    assert set(after) == set(before)
+    comment_lines = [l[l.index('#'):] for l in original.splitlines() if '#' in l]
+    assert [c for c in comment_lines if c not in text] == []
+    lock_lines = [l for l in text.splitlines() if l.startswith(LOCK_MARK)]
+    assert len(lock_lines) == 1 and 'lock' in lock_lines[0] and res.summary['best']['combo'] in lock_lines[0]
+    assert load_config(copy).model_a.epochs == best['model_a.epochs']       # still a valid config
+    assert DEFAULTS_PATH.read_text() != text                                # the packaged defaults were not touched
+
+def test_ci_services_script_is_valid_bash():
+    r = subprocess.run(['bash', '-n', str(REPO/'.ci'/'services')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+@pytest.mark.slow
+def test_real_sweep_trial_on_the_synthetic_league(tmp_path):
+    "One real trial (the whole pipeline) on a small synthetic league: a combo run folder and validation metrics."
+    pipeline = pytest.importorskip('setrank.pipeline')
+    if not hasattr(pipeline, 'run_pipeline'): pytest.skip('setrank.pipeline.run_pipeline does not exist yet')
+    cfg = load_config(overrides={**_overrides(tmp_path), 'data.synth_seasons': 4, 'model_a.epochs': 1,
+                                 'model_b.xgb.n_estimators': 20, 'model_b.rf.n_estimators': 20,
+                                 'output.odds_simulations': 200, 'output.plots': False,
+                                 'sweep.space': {'model_b.xgb.max_depth': {'type': 'int', 'low': 2, 'high': 4}}})
+    res = run_sweep(cfg, 'real', n_trials=1, progress=False)
+    combo = res.batch_dir/'combo_0000'
+    assert res.summary['complete'] == 1, res.results.note.tolist()
+    assert (combo/'outputs'/'manifest.json').exists() and (combo/'outputs'/'scores.parquet').exists()
+    assert -1 <= res.best['validation']['spearman'] <= 1
