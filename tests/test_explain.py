@@ -22,7 +22,8 @@ def league(tmp_path_factory):
     "A 4-season synthetic league, its features (cached where a run would cache them) and trained models."
     root = tmp_path_factory.mktemp('explain')
     cfg = load_config(overrides={'data.synth_seasons': 4, 'paths.cache': str(root/'cache'), 'paths.runs': str(root/'runs'),
-                                 'model_a.epochs': 8, 'model_a.embed_dim': 0, 'model_a.device': 'cpu', 'repro.seed': 0,
+                                 'model_a.epochs': 8, 'model_a.learning_rate': 0.002,  # the fixture's own training, not the defaults
+                                 'model_a.embed_dim': 0, 'model_a.device': 'cpu', 'repro.seed': 0,
                                  'model_b.xgb.n_estimators': 30, 'model_b.rf.n_estimators': 20})
     tables, fingerprint = load_league(cfg)
     fs = run_features(cfg, tables, fingerprint)
