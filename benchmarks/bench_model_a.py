@@ -17,6 +17,13 @@ random weights.
     python benchmarks/bench_model_a.py                    # threads 1 and 2, default model
     python benchmarks/bench_model_a.py --threads 2 --sigma-reparam --epochs 5
     python benchmarks/bench_model_a.py --synthetic --threads 1
+    python benchmarks/bench_model_a.py --real --threads 1     # the real data: train <= 2021-22, validate 2022-23, test 2023-24
+
+`--real` reads the data from $SETRANK_NBA_DATA (default ../shared/data/nba), builds the features (cached in a temporary
+folder), trains Model A with the default config on every regular-season list of the training seasons (stride 1, all
+epochs unless early stopping ends them) and prints per epoch the loss, validation Spearman, attention entropy, max
+weight, fallback share and gradient norms into the attention projections; then the test season's Spearman at the
+checkpoints next to point differential and the roster rating, training time and lists per second.
 """
 import argparse, json, os, resource, subprocess, sys, time
 
@@ -112,6 +119,59 @@ def synthetic_quality(spec:dict)->dict:
     out['warnings'] = history['warnings']
     return out
 
+def real_quality(spec:dict)->dict:
+    import tempfile
+    import numpy as np, pandas as pd, torch
+    from pathlib import Path
+    torch.set_num_threads(spec['threads'])
+    from setrank.baselines import spearman
+    from setrank.config import SeasonSplit, load_config
+    from setrank.data import read_folder
+    from setrank.features import build_features
+    from setrank.model_a import predict_model_a, train_model_a
+    data = Path(os.environ.get('SETRANK_NBA_DATA', Path(__file__).resolve().parents[2]/'shared'/'data'/'nba'))
+    cfg = load_config(overrides={'model_a.device': 'cpu', 'training.as_of_stride': 1})
+    t0 = time.perf_counter()
+    tables, _ = read_folder(data)
+    with tempfile.TemporaryDirectory() as cache: fs = build_features(tables, cfg.training, cache_dir=cache)
+    data_s = time.perf_counter() - t0
+    seasons = sorted(s for s in fs.rows.season.unique() if s <= '2021-22')
+    split = SeasonSplit(train=seasons, validation=['2022-23'], test='2023-24')
+    t0 = time.perf_counter()
+    model, history = train_model_a(fs, split, cfg, progress=False, cpu_threads=spec['threads'])
+    train_s = time.perf_counter() - t0
+    rows, out = fs.rows, []
+    for h in [0.25, 0.5, 0.75]:
+        at = np.flatnonzero(((rows.season == split.test) & (rows.date_index == np.floor(h*rows.n_dates))).to_numpy())
+        y = rows.y_rest_of_season.to_numpy()[at]
+        scores = dict(model_a=predict_model_a(model, fs, at)['scores'], point_diff=rows.point_diff.to_numpy()[at],
+                      roster_rating=rows.roster_rating.to_numpy()[at], win_pct=rows.win_pct.to_numpy()[at])
+        out.append(dict(h=h, **{k: float(spearman(v, y)) for k, v in scores.items()}))
+    epochs = history['epochs']
+    return dict(split=f'train {seasons[0]}..{seasons[-1]}, validation 2022-23, test 2023-24', data_s=data_s,
+                train_s=train_s, lists=sum(e['lists'] for e in epochs), lists_per_s=sum(e['lists'] for e in epochs)/sum(e['seconds'] for e in epochs),
+                best_epoch=history['best_epoch'], warnings=history['warnings'], horizons=out,
+                epochs=[dict(epoch=e['epoch'], loss=e['loss'], val=e['validation_spearman'],
+                             entropy=float(np.mean(e['attention_entropy_normalized'])), max_weight=e['max_weight'],
+                             fallback=e['fallback_share'], q=e['grad_norm']['attention.q'], k=e['grad_norm']['attention.k'],
+                             v=e['grad_norm']['attention.v']) for e in epochs])
+
+def print_real(m:dict):
+    print(f"{m['split']}; features {m['data_s']:.1f} s; training {m['train_s']:.1f} s, {m['lists']} lists, "
+          f"{m['lists_per_s']:.0f} lists/s; best epoch {m['best_epoch']}")
+    for w in m['warnings']: print('warning:', w)
+    head = f'{"epoch":>5} {"loss":>8} {"val rho":>8} {"entropy":>8} {"max w":>6} {"fallback":>8} {"|g| q":>8} {"|g| k":>8} {"|g| v":>8}'
+    print(); print(head); print('-'*len(head))
+    for e in m['epochs']:
+        print(f'{e["epoch"]:>5} {e["loss"]:>8.4f} {e["val"]:>8.3f} {e["entropy"]:>8.3f} {e["max_weight"]:>6.3f} '
+              f'{e["fallback"]:>8.1%} {e["q"]:>8.4f} {e["k"]:>8.4f} {e["v"]:>8.4f}')
+    print('\n(entropy: normalized attention entropy, 1 = uniform over the roster; |g|: gradient norm per module)')
+    print('\nTest season 2023-24, rest-of-season Spearman over the 30 teams')
+    names = ['model_a', 'point_diff', 'roster_rating', 'win_pct']
+    head = f'{"cut":>5} ' + ' '.join(f'{n:>13}' for n in names)
+    print(head); print('-'*len(head))
+    for r in m['horizons']: print(f'{r["h"]:>5.2f} ' + ' '.join(f'{r[n]:>13.3f}' for n in names))
+
 def print_quality(m:dict):
     print(f"{m['split']}; data {m['data_s']:.1f} s, training {m['train_s']:.1f} s ({m['epochs']} epochs, best "
           f"{m['best_epoch']}, validation Spearman per list {m['best_val']:.3f}); attention entropy per head "
@@ -141,11 +201,20 @@ def main():
     ap.add_argument('--epochs', type=int, default=23)
     ap.add_argument('--sigma-reparam', action='store_true')
     ap.add_argument('--synthetic', action='store_true', help='measure quality on the synthetic league instead of speed')
+    ap.add_argument('--real', action='store_true', help='train and test on the real data (DESIGN split) instead')
     ap.add_argument('--child', help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(synthetic_quality(spec) if spec.get('synthetic') else child(spec))); return
+        run = real_quality if spec.get('real') else synthetic_quality if spec.get('synthetic') else child
+        print(json.dumps(run(spec))); return
+    if args.real:
+        spec = dict(threads=args.threads[0], real=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']))
+        r = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)], capture_output=True, text=True, env=env)
+        if r.returncode: print(r.stderr[-3000:]); return
+        print(f'Model A on the real data (defaults, stride 1, {spec["threads"]} thread(s))')
+        print_real(json.loads(r.stdout.strip().splitlines()[-1])); return
     if args.synthetic:
         spec = dict(threads=args.threads[0], sigma_reparam=args.sigma_reparam, synthetic=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']))

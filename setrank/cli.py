@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_cli.ipynb #289d1619
 from __future__ import annotations
-import argparse, os, sys, textwrap
+import argparse, json, os, sys, textwrap
 from pathlib import Path
 from typing import Callable, Optional
 from .config import SetrankError, load_config, config_yaml
@@ -114,11 +114,13 @@ def _evaluate(args)->int:
 
 def _backtest(args)->int:
     from setrank.config import season_range
-    from setrank.pipeline import backtest, format_backtest
+    from setrank.pipeline import backtest, format_backtest, format_headline
     out, table = backtest(_cfg(args), season_range(args.seasons), progress=not args.quiet)
     for target in table.target.unique():
         print(format_backtest(table[table.target == target]), end='\n\n')
-    print(f'{out}/backtest.md, {out}/backtest_results.csv')
+    print(format_backtest(table, teams='playoff'), end='\n\n')
+    print(format_headline(json.loads((out/'eval_report.json').read_text())), end='\n\n')
+    print(f'{out}/backtest.md, {out}/eval_report.md, {out}/backtest_results.csv')
     return 0
 
 def _explain(args)->int:

@@ -83,6 +83,8 @@ class ModelAConfig(_Section):
     minutes_prior: float = Field(1.0, ge=0)
     minutes_threshold: float = Field(1.0, ge=0)
     fallback: Literal['minutes', 'uniform'] = 'minutes'
+    skip_feature: Optional[str] = 'rating'
+    team_context: bool = False
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(6, ge=1)
     lists_per_batch: int = Field(32, ge=1)

@@ -226,6 +226,8 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                  level:float=0.95,                          # interval coverage
                  seasons:Optional[Sequence[str]]=None,      # test seasons (default: all in `rows`)
                  ci_metrics:Optional[Sequence[str]]=None,   # metrics that get intervals (default: all; each costs time)
+                 target_scores:Optional[Mapping[str, Mapping[str, np.ndarray]]]=None, # target -> method -> scores used for that target instead
+                 target_notes:Optional[Mapping[str, str]]=None, # target -> one line saying what `target_scores` replaced
                 )->dict:
     "Metrics with bootstrap intervals for every model and baseline, per season, horizon and target, plus summaries."
     if not truth_source: raise SetrankError('evaluate_run needs truth_source: say where the labels came from')
@@ -235,6 +237,12 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
     rows = rows.reset_index(drop=True)
     scores = _check_scores(rows, dict(scores.items()), models)
     odds = _check_scores(rows, dict(odds.items()), [], 'odds') if odds else {}
+    per_target = {}
+    for t, by_method in (target_scores or {}).items():
+        if t not in targets: raise SetrankError(f'target_scores names target {t!r}, which is not scored ({list(targets)})')
+        extra = [m for m in by_method if m not in scores]
+        if extra: raise SetrankError(f'target_scores for {t!r} name methods {extra} that have no scores (have {sorted(scores)})')
+        per_target[t] = {**scores, **_check_scores(rows, dict(by_method.items()), [], f'{t} scores')}
     files = []
     for f in prediction_files:
         if not Path(f).exists(): raise SetrankError(f'prediction file not found: {f}')
@@ -257,7 +265,7 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                     if len(y) < 4 or np.ptp(y) == 0:
                         skipped.append({**where, 'method': None, 'reason': f'{len(y)} teams with a known, non-constant label'}); continue
                     listed = {}
-                    for m, s in scores.items():
+                    for m, s in per_target.get(target, scores).items():
                         p = s[at][keep]
                         if np.isfinite(p).all(): listed[m] = p
                         elif m in models:
@@ -289,7 +297,9 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                          'baselines': baselines + [RANDOM],
                          'interval': 'percentile bootstrap, teams resampled with replacement within each list; '
                                      'random: exact expectation, interval over random orders',
-                         'horizon_cut': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season'},
+                         'horizon_cut': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
+                         'target_scores': {t: dict(methods=sorted(target_scores[t]), note=(target_notes or {}).get(t, ''))
+                                           for t in per_target}},
             'results': results, 'summary': summary, 'comparisons': comparisons,
             'odds': odds_rows, 'odds_summary': _summarize_odds(odds_rows), 'skipped': skipped}
 
@@ -348,6 +358,8 @@ def eval_report_markdown(report:dict)->str:
            f"- Intervals: {st['interval']}; {st['n_resamples']} resamples, level {st['level']}, seed {st['seed']}",
            f"- Horizons: {st['horizon_cut']}"]
     for f in report['prediction_files']: out.append(f"- Predictions: `{f['path']}` (sha256 {f['sha256'][:16]}…)")
+    for t, v in st.get('target_scores', {}).items():
+        out.append(f"- For `{t}`, {', '.join(v['methods'])}: {v['note'] or 'target-specific scores'}")
     order = list(st['models']) + list(st['baselines'])
     hz = st['horizons']
     cells, kinds = {}, {}

@@ -18,12 +18,13 @@ from .targets import (to_game_date, day_number, require_columns, season_dates, a
 # %% auto #0
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
            'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'ELO_K', 'ELO_HOME', 'ELO_REGRESSION', 'SRS_RIDGE', 'RATING_RIDGE',
-           'UNKNOWN_RATING', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS', 'LEAGUE_TS_PCT', 'FOUR_FACTOR_DEFAULTS',
-           'REST_DAYS_CAP', 'SHRINK_GAMES', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema', 'feature_schema', 'FeatureSet',
-           'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut', 'fit_player_ratings', 'team_rows',
-           'select_rosters', 'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff',
-           'schedule_features', 'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash',
-           'features_key', 'save_features', 'load_features', 'build_features']
+           'UNKNOWN_RATING', 'RATING_PRIOR_RIDGE', 'RATING_CARRY', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS',
+           'LEAGUE_TS_PCT', 'FOUR_FACTOR_DEFAULTS', 'REST_DAYS_CAP', 'SHRINK_GAMES', 'ROW_COLUMNS', 'SortedLog',
+           'FeatureSchema', 'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings',
+           'srs_by_cut', 'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters',
+           'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features',
+           'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
+           'save_features', 'load_features', 'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -64,15 +65,15 @@ class SortedLog:
         return (self.cum[name][hi] - self.cum[name][lo])/FIXED_POINT
 
 # %% ../nbs/04_features.ipynb #d38e5c13
-FEATURE_CODE_VERSION = 'features-2'  # bump whenever a feature's definition changes: it is part of the cache key
+FEATURE_CODE_VERSION = 'features-3'  # bump whenever a feature's definition changes: it is part of the cache key
 
 PLAYER_WINDOW_FEATURES = ('minutes', 'pts_per36', 'reb_per36', 'ast_per36', 'stl_per36', 'blk_per36', 'tov_per36',
                           'fg3a_per36', 'ts_pct', 'usage', 'plus_minus_per36', 'starter_share', 'missed_share',
                           'dnp_share')
-PLAYER_SEASON_FEATURES = ('season_games', 'season_minutes_share', 'prior_rating')
+PLAYER_SEASON_FEATURES = ('season_games', 'season_minutes_share', 'prior_rating', 'rating')
 TEAM_FEATURES = ('games_played', 'win_pct', 'point_diff', 'srs', 'elo', 'efg_pct', 'tov_pct', 'orb_pct', 'ft_rate',
                  'opp_efg_pct', 'opp_tov_pct', 'opp_orb_pct', 'opp_ft_rate', 'rest_days', 'prior_win_pct',
-                 'prior_rating', 'shrunk_point_diff', 'schedule_opp_strength', 'schedule_home_share')
+                 'prior_rating', 'roster_rating', 'shrunk_point_diff', 'schedule_opp_strength', 'schedule_home_share')
 TEAM_WINDOW_FEATURES = ('roster_plus_minus',)
 
 @dataclass
@@ -280,6 +281,74 @@ def fit_player_ratings(league:League, # prepared tables
     out[players] = coef[:-1]
     return out
 
+# %% ../nbs/04_features.ipynb #e96deb38
+RATING_PRIOR_RIDGE, RATING_CARRY = 50.0, 0.8
+
+def _season_design(league:League, year:int, types:Sequence[str]):
+    "Day, signed minutes design (games, players), home flag and margin of season `year`'s games, ordered by day."
+    tg = league.team_games[(league.team_games.year == year) & league.team_games.season_type.isin(types)]
+    games = tg[tg.is_home.astype(bool) | tg.neutral_site.astype(bool)].drop_duplicates('game_id')
+    games = games.sort_values(['day', 'game_id'], kind='stable')
+    pg = league.player_games
+    pg = pg[(pg.year.to_numpy() == year) & (pg.minutes.to_numpy() > 0)]
+    row = pd.Index(games.game_id).get_indexer(pg.game_id)
+    pg, row = pg[row >= 0], row[row >= 0]
+    sign = np.where(pg.tcode.to_numpy() == games.tcode.to_numpy()[row], 1.0, -1.0)
+    x = sparse.csr_matrix((sign*pg.minutes.to_numpy()/48.0, (row, pg.pcode.to_numpy())),
+                          shape=(len(games), len(league.player_ids)))
+    home = np.where(games.neutral_site.astype(bool), 0.0, 1.0)
+    return games.day.to_numpy(), x, home, (games.pts - games.opp_pts).to_numpy('float64')
+
+def _ridge_to_prior(x, home, y, prior, lam):
+    "Used player codes and the solution of min ‖y − Xb − h·home‖² + λ‖b − prior‖² (small ridge on h)."
+    used = np.unique(x.indices)
+    design = np.hstack([x[:, used].toarray(), home[:, None]])
+    reg = np.append(np.full(len(used), lam), 1.0)
+    return used, design, reg, np.append(prior[used], 0.0)
+
+@dataclass
+class SeasonRatings:
+    "Player ratings of one season at each snapshot day: `ratings[j]` uses games with day < `days[j]`."
+    days: np.ndarray       # (S,) snapshot day numbers, increasing
+    ratings: np.ndarray    # (S, players) rating per player code
+    prior: np.ndarray      # (players,) the rating before the season's first game
+
+    def at(self, pcode:np.ndarray, day:np.ndarray)->np.ndarray:
+        "Rating of each player at each cut day: the latest snapshot at or before the day (the prior before any)."
+        k = np.searchsorted(self.days, day, 'right') - 1
+        return np.where(k >= 0, self.ratings[np.maximum(k, 0), pcode], self.prior[pcode])
+
+def season_ratings(league:League,               # prepared tables
+                   years:Sequence[int],          # seasons (starting years) to rate, in order
+                   lam:float=RATING_PRIOR_RIDGE, # weight of the prior, in full games of (48 min)²
+                   carry:float=RATING_CARRY,     # share of last season's final rating carried into the prior
+                  )->dict[int, SeasonRatings]:
+    "In-season ridge ratings shrunk toward a prior chained over the seasons (see above), snapshot per game day."
+    n = len(league.player_ids)
+    prior, out = np.full(n, UNKNOWN_RATING), {}
+    for year in sorted(years):
+        day, x, home, y = _season_design(league, year, ['regular'])
+        used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
+        days = np.append(np.unique(day), day.max() + 1) if len(day) else np.zeros(0, 'int64')
+        inverse, rhs = np.diag(1/reg), reg*mean      # inverse of the normal matrix, updated day by day
+        ratings, lo = np.repeat(prior[None], len(days), 0), 0
+        for j, d in enumerate(days):
+            hi = np.searchsorted(day, d, 'left')       # games before the snapshot day
+            if hi > lo:                                # Woodbury: a day's games are a low-rank update
+                block = design[lo:hi]
+                v = inverse @ block.T
+                inverse -= v @ np.linalg.solve(np.eye(hi - lo) + block @ v, v.T)
+                rhs += block.T @ y[lo:hi]; lo = hi
+            ratings[j, used] = (inverse @ rhs)[:-1]
+        out[year] = SeasonRatings(days, ratings, prior.copy())
+        day, x, home, y = _season_design(league, year, ['regular', 'playoffs'])   # the season's last word
+        final = prior.copy()
+        if len(day):
+            used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
+            final[used] = np.linalg.solve(design.T @ design + np.diag(reg), design.T @ y + reg*mean)[:-1]
+        prior = carry*final + (1 - carry)*UNKNOWN_RATING
+    return out
+
 # %% ../nbs/04_features.ipynb #57e38ee7
 def team_rows(league:League,      # prepared tables
               grid:pd.DataFrame,  # cuts: season, date_index, n_dates, as_of (see `as_of_grid`)
@@ -389,6 +458,7 @@ def player_features(league:League,        # prepared tables
                     logs:dict,             # sorted logs from `_logs`
                     schema:FeatureSchema,  # windows and feature order
                     ratings:dict,          # season year -> player ratings (`fit_player_ratings`)
+                    in_season:Optional[dict]=None, # season year -> `SeasonRatings` (default: computed here)
                    )->np.ndarray:
     "(len(chosen), F) float32 player features in schema order for the selected (row, player) pairs."
     plog, tlog, dlog = logs['player'], logs['team'], logs['dnp']
@@ -425,6 +495,11 @@ def player_features(league:League,        # prepared tables
     team_minutes = logs['team_season'].total('minutes', logs['team_season'].start(g), logs['team_season'].before(g, day))
     out['season_minutes_share'] = _div(5*player_minutes, team_minutes, 0.0)
     out['prior_rating'] = prior_ratings(ratings, p, year)
+    in_season = season_ratings(league, np.unique(year)) if in_season is None else in_season
+    out['rating'] = np.zeros(len(p))
+    for y in np.unique(year):
+        at = year == y
+        out['rating'][at] = in_season[int(y)].at(p[at], day[at])
     return np.stack([out[name] for name in schema.player_features], axis=1).astype('float32')
 
 def prior_ratings(ratings:dict,      # season year -> rating per player code (from `fit_player_ratings`)
@@ -546,6 +621,7 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     logs = _logs(league)
     years = sorted(set(rows.year.unique() - 1) & set(league.team_games.year.unique()))
     ratings = {int(y): fit_player_ratings(league, int(y)) for y in years}
+    in_season = season_ratings(league, sorted(set(league.team_games.year.unique()) | set(rows.year.unique())))
     chosen = select_rosters(_candidates(league, rows, logs, min(schema.windows)), schema.roster_size)
     n, p = len(rows), schema.roster_size
     player_x = np.zeros((n, p, len(schema.player_features)), dtype='float32')
@@ -554,13 +630,14 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     ids = league.player_ids[chosen.pcode.to_numpy()]
     player_ids = np.full((n, p), '', dtype=league.player_ids.dtype)
     r, slot = chosen.row.to_numpy(), chosen.slot.to_numpy()
-    player_x[r, slot] = player_features(league, chosen, logs, schema, ratings)
+    player_x[r, slot] = player_features(league, chosen, logs, schema, ratings, in_season)
     minutes[r, slot], mask[r, slot], player_ids[r, slot] = chosen.recent_minutes.to_numpy(), False, ids
     out = rows[ROW_COLUMNS].copy()
     out = pd.concat([out, team_context(league, rows, logs)], axis=1)
     weight = minutes/np.maximum(minutes.sum(1, keepdims=True), 1e-9)
     feature = {name: i for i, name in enumerate(schema.player_features)}
     out['prior_rating'] = 5*(weight*player_x[:, :, feature['prior_rating']]).sum(1)
+    out['roster_rating'] = 5*(weight*player_x[:, :, feature['rating']]).sum(1)
     for w in schema.windows:
         out[f'roster_plus_minus_r{w}'] = (weight*player_x[:, :, feature[f'plus_minus_per36_r{w}']]).sum(1)
     out['shrunk_point_diff'] = shrunk_point_diff(out.games_played, out.point_diff, out.prior_rating)

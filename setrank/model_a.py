@@ -91,7 +91,7 @@ def _toy_featureset(n_seasons:int=3,             # seasons, starting at `first_s
             strength=strength.ravel()))
     cat = lambda k: np.concatenate([b[k] for b in blocks])
     schema = FeatureSchema(windows=[15, 30], roster_size=roster_size,
-                           player_features=['impact_obs', 'minutes_recent'] + [f'noise_{i}' for i in range(n_noise_features)],
+                           player_features=['rating', 'minutes_recent'] + [f'noise_{i}' for i in range(n_noise_features)],
                            team_features=['win_pct_to_date', 'point_diff_to_date'], version='toy-1')
     return _ToyFeatureSet(rows=pd.concat([b['rows'] for b in blocks], ignore_index=True), player_ids=cat('player_ids'),
                           player_x=cat('player_x'), minutes=cat('minutes'), mask=cat('mask'), schema=schema,
@@ -196,12 +196,14 @@ class DeepSetRank(nn.Module):
                  minutes_prior:float=1.0,           # weight of the log minutes prior
                  minutes_threshold:float=1.0,       # the prior applies where the team's minutes sum exceeds this
                  fallback:str='minutes',            # 'minutes' | 'uniform' weights where attention is unusable
+                 skip_index:Optional[int]=None,     # player feature pooled by the attention weights straight into the score
                 ):
         super().__init__()
         self.arch = dict(n_players=n_players, n_player_features=n_player_features, n_team_features=n_team_features,
                          embed_dim=embed_dim, hidden_dim=hidden_dim, heads=heads, dropout=dropout, id_dropout=id_dropout,
                          sigma_reparam=sigma_reparam, minutes_prior=minutes_prior, minutes_threshold=minutes_threshold,
-                         fallback=fallback)
+                         fallback=fallback, skip_index=skip_index)
+        self.skip_weight = nn.Parameter(torch.ones(())) if skip_index is not None else None
         self.embedding = nn.Embedding(n_players, embed_dim, padding_idx=PAD_INDEX) if embed_dim else None
         if self.embedding is not None:   # start near zero: an id adds only what training finds in it
             with torch.no_grad(): nn.init.normal_(self.embedding.weight, std=0.02); self.embedding.weight[PAD_INDEX] = 0
@@ -235,7 +237,10 @@ class DeepSetRank(nn.Module):
         if self.arch['n_team_features']:
             if team_x is None: raise ValueError('this model was built with team context features: pass team_x')
             pooled = torch.cat([pooled, team_x.to(pooled.dtype)], -1)
-        return ModelAOutput(self.score_head(pooled).squeeze(-1).float(), att.mean_weights, att.weights, att.fallback)
+        score = self.score_head(pooled).squeeze(-1)
+        if self.skip_weight is not None:   # the attention-weighted roster value of one feature (the player rating)
+            score = score + self.skip_weight*(att.mean_weights*player_x[..., self.arch['skip_index']]).sum(-1)
+        return ModelAOutput(score.float(), att.mean_weights, att.weights, att.fallback)
 
 # %% ../nbs/06_model_a.ipynb #0e9468a3
 def feature_schema_dict(schema)->dict:
@@ -487,10 +492,11 @@ def build_model_a(fs:FeatureSet,              # FeatureSet (its training rows de
                   train_rows:np.ndarray,      # positions of the training rows
                   mcfg:ModelAConfig,          # architecture settings
                   target:str,                 # training.target
-                  team_context:bool=True,     # feed the team context features to the score MLP
+                  team_context:Optional[bool]=None, # feed the team context features to the score MLP (None: mcfg.team_context)
                   id_dropout:float=0.1,       # training-time unknown-id rate
                  )->DeepSetRank:
     "A fresh `DeepSetRank` with vocabulary, standardizer and feature schema from the training rows."
+    team_context = mcfg.team_context if team_context is None else team_context
     schema = feature_schema_dict(fs.schema)
     if fs.player_x.shape[-1] != len(schema['player_features']):
         raise SetrankError(f'FeatureSet player_x has {fs.player_x.shape[-1]} features but schema.player_features names '
@@ -498,12 +504,17 @@ def build_model_a(fs:FeatureSet,              # FeatureSet (its training rows de
     missing = [c for c in schema['team_features'] if c not in fs.rows.columns]
     if missing: raise SetrankError(f'FeatureSet rows lack team features {missing[:5]} named in its schema')
     team_context = team_context and len(schema['team_features']) > 0
+    skip = mcfg.skip_feature
+    if skip is not None and skip not in schema['player_features']:
+        raise SetrankError(f'model_a.skip_feature is {skip!r}, which is not a player feature of this FeatureSet '
+                           f'({schema["player_features"][-4:]}...); set it to one of them or to null')
+    skip_index = None if skip is None else schema['player_features'].index(skip)
     vocab = build_vocab(fs.player_ids[train_rows])
     model = DeepSetRank(n_players=len(vocab) + 2, n_player_features=len(schema['player_features']),
                         n_team_features=len(schema['team_features']) if team_context else 0, embed_dim=mcfg.embed_dim,
                         hidden_dim=mcfg.hidden_dim, heads=mcfg.heads, dropout=mcfg.dropout, id_dropout=id_dropout,
                         sigma_reparam=mcfg.sigma_reparam, minutes_prior=mcfg.minutes_prior,
-                        minutes_threshold=mcfg.minutes_threshold, fallback=mcfg.fallback)
+                        minutes_threshold=mcfg.minutes_threshold, fallback=mcfg.fallback, skip_index=skip_index)
     model.vocab, model.feature_schema, model.target = vocab, schema, target
     model.standardizer = fit_standardizer(fs, train_rows)
     return model
@@ -545,7 +556,7 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                   out_dir:Union[str, Path, None]=None,        # writes train_history.json (every epoch) and model_a.pt
                   device:Union[str, torch.device, None]=None, # None: cfg.model_a.device
                   progress:bool=True,                         # tqdm bar over epochs
-                  team_context:bool=True,                     # concatenate standardized team context to the pooled vector
+                  team_context:Optional[bool]=None,           # concatenate standardized team context (None: cfg.model_a.team_context)
                   id_dropout:float=0.1,                       # training-time probability of an unknown player id
                   embedding_lr_scale:float=0.1,               # the id embedding's learning rate, relative to the rest
                   cpu_threads:Optional[int]=1,                # torch threads while training on CPU (None: torch's setting)

@@ -15,10 +15,10 @@ from .config import Config, SetrankError, config_hash, config_yaml
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'write_json', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer', 'write_run_header',
-           'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features', 'headline_metrics',
-           'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'format_backtest',
-           'RunArtifacts', 'load_run']
+__all__ = ['OBJECTIVES', 'HEADLINE', 'write_json', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
+           'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
+           'playoff_scores', 'headline_metrics', 'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir',
+           'backtest', 'pooled_report', 'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #bc897a2f
 def write_json(path:Union[str, Path], obj:Any)->Path:
@@ -110,15 +110,42 @@ def run_features(cfg:Config, tables:dict, fingerprint:str):
     return build_features(tables, cfg.training, data_fingerprint=fingerprint, cache_dir=Path(cfg.paths.cache)/'features')
 
 # %% ../nbs/13_pipeline.ipynb #b31243c3
+def playoff_scores(rows,                    # FeatureSet rows: season, as_of, date_index, n_dates, conference, win_pct
+                   scores:np.ndarray,       # (rows,) strength scores aligned with `rows`
+                   scale:float,             # game model: logit per unit of score difference (`calibrate_scale`)
+                   home_advantage:float,    # game model: logit of the home court
+                   horizons,                # `cfg.training.horizons`: the cuts that get a value
+                  )->np.ndarray:            # (rows,) expected playoff series won, NaN off the horizon cuts
+    "Expected playoff series won at each horizon cut: the real seeds (standings) at the end of the regular season."
+    from setrank.evaluate import horizon_rows
+    from setrank.predict import expected_series_won
+    s, out = np.asarray(scores, dtype=np.float64), np.full(len(rows), np.nan)
+    frame = rows[['season', 'as_of', 'date_index', 'n_dates', 'conference', 'win_pct']].reset_index(drop=True)
+    for h in horizons:
+        at = horizon_rows(frame, h)
+        for _, g in at.groupby(['season', 'as_of'], sort=False):
+            i = g.index.to_numpy()
+            if not np.isfinite(s[i]).all(): continue
+            key = s[i]
+            if (g.date_index == g.n_dates).all():            # the standings seed the real bracket
+                order = np.lexsort((-s[i], -g.win_pct.to_numpy(np.float64)))
+                key = np.empty(len(i)); key[order] = -np.arange(len(i), dtype=np.float64)
+            out[i] = expected_series_won(s[i], g.conference.to_numpy(), scale, home_advantage, seed_key=key)
+    return out
+
+# %% ../nbs/13_pipeline.ipynb #7c89d20a
 OBJECTIVES = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
 
-def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons)->dict:
+def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
+                     playoff:Optional[np.ndarray]=None, # expected series won (`playoff_scores`) for playoff_spearman
+                    )->dict:
     "Mean over `seasons` of the headline metrics of `scores` (aligned with `rows`); NaN-free where defined."
     from setrank.baselines import spearman, ndcg_at_k, rank_mae
     from setrank.evaluate import horizon_rows
     label, out = f'y_{target}', {k: [] for k in OBJECTIVES}
     inside = [h for h in horizons if h < 1] if target == 'rest_of_season' else list(horizons)
-    rows = rows.assign(_score=np.asarray(scores, dtype=np.float64))
+    rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
+                       _playoff=np.asarray(scores if playoff is None else playoff, dtype=np.float64))
     for season in seasons:
         per = {k: [] for k in ('spearman', 'ndcg8', 'rank_mae')}
         for h in inside:
@@ -130,12 +157,18 @@ def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons)->di
         for k, v in per.items():
             if v: out[k].append(float(np.mean(v)))
         end = horizon_rows(rows, 1.0, [season])
-        po = end[(end.y_playoff_outcome >= 0) & end._score.notna()]
+        po = end[(end.y_playoff_outcome >= 0) & end._playoff.notna()]
         if len(po) >= 4 and po.y_playoff_outcome.nunique() > 1:
-            out['playoff_spearman'].append(spearman(po._score.to_numpy(), po.y_playoff_outcome.to_numpy(np.float64)))
+            out['playoff_spearman'].append(spearman(po._playoff.to_numpy(), po.y_playoff_outcome.to_numpy(np.float64)))
     return {k: (round(float(np.mean(v)), 6) if v else None) for k, v in out.items()}
 
 # %% ../nbs/13_pipeline.ipynb #46e538c7
+def _playoff_target(playoff:np.ndarray)->dict:
+    "evaluate_run arguments that score `playoff_outcome` by the ensemble's expected series won."
+    return dict(target_scores={'playoff_outcome': {'ensemble': playoff}},
+                target_notes={'playoff_outcome': 'expected playoff series won, the ensemble strength played through the '
+                                                 'bracket (seeded by the standings at the end of the regular season)'})
+
 @dataclass
 class RunResult:
     "What a run produced: its folder, config, seasons, validation and test metrics, and stage timings."
@@ -237,15 +270,20 @@ def run_pipeline(cfg:Config,                             # the merged config
                                  attention, cfg.output, run_id=run_dir.name, target=cfg.training.target,
                                  calibration=calibration, seed=cfg.repro.seed)
         pred_path = write_predictions(pred, run_dir/f'predictions_{split.test}.json')
-        scores = test[['season', 'as_of', 'team_id', 'team', 'conference', target_col, 'model_a', 'xgb', 'rf', 'prior', 'ensemble']]
+        test = test.assign(playoff=playoff_scores(rows.iloc[test_pos], test.ensemble.to_numpy(), win.scale,
+                                                  win.home_advantage, cfg.training.horizons))
+        val_playoff = playoff_scores(rows.loc[val_rows.index], val_rows.ensemble.to_numpy(), win.scale,
+                                     win.home_advantage, cfg.training.horizons)
+        scores = test[['season', 'as_of', 'team_id', 'team', 'conference', target_col, 'model_a', 'xgb', 'rf', 'prior',
+                       'ensemble', 'playoff']]
         scores.assign(row=test_pos).to_parquet(run_dir/'scores.parquet', index=False)
         oof.to_parquet(run_dir/'oof.parquet', index=False)
     stages.update()
 
     validation = headline_metrics(rows.loc[val_rows.index], val_rows.ensemble.to_numpy(), cfg.training.target,
-                                  cfg.training.horizons, split.validation)
+                                  cfg.training.horizons, split.validation, playoff=val_playoff)
     test_metrics = headline_metrics(rows.iloc[test_pos], test.ensemble.to_numpy(), cfg.training.target,
-                                    cfg.training.horizons, [split.test])
+                                    cfg.training.horizons, [split.test], playoff=test.playoff.to_numpy())
     if evaluate:
         with stage('evaluate'):
             test_rows = rows.iloc[test_pos].reset_index(drop=True)
@@ -253,7 +291,7 @@ def run_pipeline(cfg:Config,                             # the merged config
             methods |= baseline_scores(test_rows, available)
             report = evaluate_run(test_rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
                                   horizons=cfg.training.horizons, run_id=run_dir.name, prediction_files=[pred_path],
-                                  n_resamples=1000, seed=cfg.repro.seed)
+                                  n_resamples=1000, seed=cfg.repro.seed, **_playoff_target(test.playoff.to_numpy()))
             report['validation'] = validation
             report['stack'] = stack.to_dict()
             write_eval_report(report, run_dir, plots=cfg.output.plots)
@@ -315,10 +353,11 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
     methods = {m: scores[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf', 'prior') if m in scores}
     methods |= baseline_scores(rows, list(fs.rows.season.astype(str).unique()))
+    extra = _playoff_target(scores.playoff.to_numpy()) if 'playoff' in scores else {}
     report = evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
                           horizons=cfg.training.horizons, run_id=run_dir.name,
                           prediction_files=sorted(run_dir.glob('predictions_*.json')),
-                          n_resamples=1000, seed=cfg.repro.seed)
+                          n_resamples=1000, seed=cfg.repro.seed, **extra)
     report['validation'] = manifest.get('validation')
     write_eval_report(report, run_dir, plots=cfg.output.plots)
     return run_dir/'eval_report.md'
@@ -337,9 +376,50 @@ def backtest(cfg:Config, seasons:list[str], out_dir:Union[str, Path, None]=None,
         frames.append(pd.DataFrame(report['results']))
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(out/'backtest_results.csv', index=False)
-    text = format_backtest(table)
-    atomic_write(out/'backtest.md', f'# Backtest {seasons[0]} to {seasons[-1]}\n\n```\n{text}\n```\n')
+    report = pooled_report(cfg, out, seasons)
+    text = format_headline(report) + '\n\n' + format_backtest(table) + '\n\n' + format_backtest(table, teams='playoff')
+    atomic_write(out/'backtest.md', f'# Backtest {seasons[0]} to {seasons[-1]}\n\n```\n{text}\n```\n\n'
+                                    f'All seasons pooled, with intervals and paired differences: `eval_report.md`.\n')
     return out, table
+
+def pooled_report(cfg:Config, out:Path, seasons:list[str])->dict:
+    "One evaluation over every test season of a backtest (intervals pooled across seasons); writes eval_report.* in `out`."
+    import pandas as pd
+    from setrank.evaluate import evaluate_run, write_eval_report, baseline_scores
+    tables, fingerprint = load_league(cfg)
+    fs = run_features(cfg, tables, fingerprint)
+    scores = pd.concat([pd.read_parquet(Path(out)/s/'scores.parquet') for s in seasons], ignore_index=True)
+    rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
+    methods = {m: scores[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf', 'prior')}
+    methods |= baseline_scores(rows, list(fs.rows.season.astype(str).unique()))
+    report = evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
+                          horizons=cfg.training.horizons, run_id=Path(out).name, n_resamples=1000, seed=cfg.repro.seed,
+                          **_playoff_target(scores.playoff.to_numpy()))
+    write_eval_report(report, out, plots=cfg.output.plots)
+    return report
+
+HEADLINE = (('rest_of_season', 'league', (0.25, 0.5, 0.75)), ('playoff_outcome', 'playoff', (1.0,)))
+
+def format_headline(report:dict, model:str='ensemble')->str:
+    "The ensemble against the best simple baseline of each headline cell: mean ± sd [interval] and the paired Δ [interval]."
+    summary, comps = report['summary'], report['comparisons']
+    n = len(report['settings']['seasons'])
+    lines = [f'Headline: Spearman, mean ± sd over {n} test season(s) [95 % bootstrap interval]; '
+             f'Δ = {model} − the best simple baseline of the cell, paired']
+    for target, teams, horizons in HEADLINE:
+        for h in horizons:
+            cell = [r for r in summary if r['target'] == target and r['teams'] == teams and r['horizon'] == h and r['metric'] == 'spearman']
+            base = [r for r in cell if r['kind'] == 'baseline' and r['method'] != 'random']
+            mine = [r for r in cell if r['method'] == model]
+            if not base or not mine: continue
+            best, me = max(base, key=lambda r: r['mean']), mine[0]
+            c = [r for r in comps if r['target'] == target and r['teams'] == teams and r['horizon'] == h
+                 and r['metric'] == 'spearman' and r['baseline'] == best['method']]
+            fmt = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            delta = f"Δ {c[0]['delta']:+.3f} [{c[0]['ci_low']:+.3f}, {c[0]['ci_high']:+.3f}]" if c else ''
+            label = 'end' if h >= 1 else f'{h:.0%}'
+            lines.append(f"{target:>15} {label:>4} {teams:>8}: {model} {fmt(me)} | {best['method']} {fmt(best)} | {delta}")
+    return '\n'.join(lines)
 
 def format_backtest(table:'pd.DataFrame', metric:str='spearman', teams:str='league')->str:
     "Per target and horizon: mean ± sd over test seasons of each method's `metric`, models first, then baselines."

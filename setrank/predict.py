@@ -20,9 +20,9 @@ from .targets import LABELS
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'TARGETS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration', 'calibrate_scale',
            'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order', 'simulate_championship',
-           'OddsCalibration', 'championship_odds', 'strength_ranks', 'actual_ranks', 'primary_contributors',
-           'classify_rank_delta', 'build_predictions', 'write_text_atomic', 'write_json_atomic', 'write_predictions',
-           'read_json_strict']
+           'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds', 'strength_ranks',
+           'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'build_predictions', 'write_text_atomic',
+           'write_json_atomic', 'write_predictions', 'read_json_strict']
 
 # %% ../nbs/09_predict.ipynb #5a689dc3
 def softmax_odds(scores:np.ndarray,       # (teams,) strength scores, higher = stronger
@@ -188,6 +188,51 @@ def simulate_championship(scores:np.ndarray,        # (teams,) strength scores
     east_home = priority[east] < priority[west]
     winner = _play_series(rng, s, np.where(east_home, east, west), np.where(east_home, west, east), scale, home_advantage)
     return np.bincount(winner, minlength=len(s)) / n_simulations
+
+# %% ../nbs/09_predict.ipynb #74ef2014
+_SEVEN = (np.arange(128)[:, None] >> np.arange(7)[None, :]) & 1   # every win/loss pattern of a seven-game series
+
+def series_win_prob(logit_diff:np.ndarray,    # scale·(score of the home-court team − score of its opponent)
+                    home_advantage:float=0.0, # logit of playing at home
+                   )->np.ndarray:             # P(the home-court team wins the best-of-7), same shape
+    "Exact probability that the team with the home court (games 1, 2, 5, 7 at home) wins a best-of-7 series."
+    d = np.asarray(logit_diff, dtype=np.float64)[..., None]
+    p = expit(d + home_advantage*_HOME_GAMES)[..., None, :]        # (..., 1, 7) per-game win probabilities
+    patterns = np.where(_SEVEN == 1, p, 1 - p).prod(-1)            # (..., 128)
+    return patterns[..., _SEVEN.sum(1) >= 4].sum(-1)
+
+def expected_series_won(scores:np.ndarray,        # (teams,) strength scores
+                        conferences:np.ndarray,   # (teams,) conference of each team
+                        scale:float=1.0,          # game model: logit per unit of score difference
+                        home_advantage:float=0.0, # game model: logit of the home court
+                        seed_key:Optional[np.ndarray]=None, # (teams,) seeds and home court follow this (default: scores)
+                        per_conference:Optional[int]=None,  # seeded teams per conference (default `bracket_size`)
+                       )->np.ndarray:             # (teams,) expected series won, 0 outside the bracket
+    "Exact expected playoff series won by each team in a seeded best-of-7 bracket (no simulation)."
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(s)): raise SetrankError('expected series won need finite scores (a model produced NaN or inf)')
+    key = s if seed_key is None else np.asarray(seed_key, dtype=np.float64)
+    n = per_conference or bracket_size(conferences)
+    priority = np.empty(len(s), dtype=np.int64); priority[_order(key)] = np.arange(len(s))
+    better = priority[:, None] < priority[None, :]                  # the row team holds the home court
+    diff = scale*(s[:, None] - s[None, :])
+    home_wins = series_win_prob(np.where(better, diff, -diff), home_advantage)
+    beat = np.where(better, home_wins, 1 - home_wins)               # P(row team beats column team in a series)
+    expected, finalists = np.zeros(len(s)), []
+    for conf, seeded in playoff_seeds(key, conferences, n).items():
+        teams, reach, size = seeded[bracket_order(n)], np.ones(n), 1
+        while size < n:
+            new = np.zeros(n)
+            for lo in range(0, n, 2*size):
+                a, b = np.arange(lo, lo + size), np.arange(lo + size, lo + 2*size)
+                new[a] = reach[a]*(beat[np.ix_(teams[a], teams[b])] @ reach[b])
+                new[b] = reach[b]*(beat[np.ix_(teams[b], teams[a])] @ reach[a])
+            reach, size = new, 2*size
+            expected[teams] += reach
+        finalists.append((teams, reach))
+    (ta, ra), (tb, rb) = finalists
+    expected[ta] += ra*(beat[np.ix_(ta, tb)] @ rb); expected[tb] += rb*(beat[np.ix_(tb, ta)] @ ra)
+    return expected
 
 # %% ../nbs/09_predict.ipynb #c4b83729
 @dataclass

@@ -226,7 +226,7 @@ def test_attention_collapse_and_plateau_raise_warnings():
     assert 'collapsed' in text and 'head 0' in text and 'plateau' in text
 
 def test_checkpoint_round_trip_and_schema_mismatch(toy, tmp_path):
-    model, _ = train_model_a(toy, SPLIT, small_cfg(**{'model_a.epochs': 1}), progress=False)
+    model, _ = train_model_a(toy, SPLIT, small_cfg(**{'model_a.epochs': 1, 'model_a.team_context': True}), progress=False)
     path = save_model_a(model, tmp_path/'a.pt')
     loaded = load_model_a(path, toy)
     rows = np.arange(40)
@@ -240,6 +240,9 @@ def test_checkpoint_round_trip_and_schema_mismatch(toy, tmp_path):
     with pytest.raises(SetrankError, match='version'): load_model_a(path, other)
     other = copy.deepcopy(toy); other.schema.team_features = ['win_pct_to_date', 'elo']
     with pytest.raises(SetrankError, match='elo'): predict_model_a(loaded, other)
+    roster_only, _ = train_model_a(toy, SPLIT, small_cfg(**{'model_a.epochs': 1}), progress=False)   # the default
+    assert roster_only.arch['n_team_features'] == 0 and roster_only.arch['skip_index'] == 0
+    np.testing.assert_array_equal(predict_model_a(roster_only, other, rows)['scores'], predict_model_a(roster_only, toy, rows)['scores'])
     with pytest.raises(SetrankError, match='nope.pt'): load_model_a(tmp_path/'nope.pt')
     (tmp_path/'junk.pt').write_bytes(b'not a checkpoint')
     with pytest.raises(SetrankError, match='junk.pt'): load_model_a(tmp_path/'junk.pt')

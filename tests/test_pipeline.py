@@ -121,3 +121,23 @@ def test_model_with_unusable_attention_yields_fallback_contributors(two_runs):
         rd = team['roster_dependence']
         assert rd['contributors_are_fallback'] is True
         assert all(c['attention_weight'] > 0 for c in rd['primary_contributors'])
+
+def test_backtest_cli_prints_the_headline_with_intervals(tmp_path):
+    "`setrank backtest` over two test seasons: per-season runs, the pooled report, and the headline it prints."
+    cfg = tmp_path/'cfg.yaml'
+    cfg.write_text('\n'.join([f'paths: {{cache: {tmp_path}/cache, runs: {tmp_path}/runs}}', 'data: {synth_seasons: 5}',
+                              'stacking: {oof_seasons: 1}', 'model_a: {epochs: 2}',
+                              'model_b: {rf: {n_estimators: 20}, xgb: {n_estimators: 40}}',
+                              'output: {odds_simulations: 500, plots: false}']))
+    r = subprocess.run([SETRANK, 'backtest', '--config', str(cfg), '--seasons', '2021-22:2022-23', '--quiet'],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path/'runs'/'backtest_2021-22_2022-23'
+    for season in ['2021-22', '2022-23']: assert (out/season/'scores.parquet').exists()
+    report = strict_json(out/'eval_report.json')
+    assert report['settings']['seasons'] == ['2021-22', '2022-23']
+    assert 'expected playoff series won' in report['settings']['target_scores']['playoff_outcome']['note']
+    head = [l for l in r.stdout.splitlines() if l.strip().startswith(('rest_of_season', 'playoff_outcome')) and 'Δ' in l]
+    assert len(head) == 4, r.stdout                       # 25/50/75 % on rest_of_season, the end on playoff_outcome
+    assert all('[' in l and 'ensemble' in l for l in head)
+    assert 'Headline' in (out/'backtest.md').read_text()
