@@ -134,7 +134,7 @@ def evaluate_lists(frame:pd.DataFrame,   # one row per team per list
 
 # %% ../nbs/04b_baselines.ipynb #7e98e0c9
 BASELINES = {'win_pct': 'win_pct', 'point_diff': 'point_diff', 'srs': 'srs',
-             'prev_season_win_pct': 'prior_win_pct', 'prior_player_rating': 'prior_rating'}
+             'prev_season_win_pct': 'prior_win_pct', 'prior_player_rating': 'prior_rating', 'roster_rating': 'roster_rating'}
 _NEEDS_PREVIOUS_SEASON = {'prev_season_win_pct', 'prior_player_rating'}
 TARGETS = tuple(LABELS)
 

@@ -15,7 +15,7 @@ from .config import Config, SetrankError, config_hash, config_yaml
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'HEADLINE', 'write_json', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
+__all__ = ['OBJECTIVES', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
            'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
            'playoff_scores', 'headline_metrics', 'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir',
            'backtest', 'pooled_report', 'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
@@ -400,25 +400,30 @@ def pooled_report(cfg:Config, out:Path, seasons:list[str])->dict:
 
 HEADLINE = (('rest_of_season', 'league', (0.25, 0.5, 0.75)), ('playoff_outcome', 'playoff', (1.0,)))
 
+OWN_FEATURES = ('roster_rating', 'prior')   # setrank's own hand-made scores: reported, but not "simple baselines"
+
 def format_headline(report:dict, model:str='ensemble')->str:
-    "The ensemble against the best simple baseline of each headline cell: mean ± sd [interval] and the paired Δ [interval]."
+    "The ensemble against the best simple baseline of each headline cell (and the roster rating): mean ± sd [interval], paired Δ."
     summary, comps = report['summary'], report['comparisons']
     n = len(report['settings']['seasons'])
     lines = [f'Headline: Spearman, mean ± sd over {n} test season(s) [95 % bootstrap interval]; '
-             f'Δ = {model} − the best simple baseline of the cell, paired']
+             f'Δ = {model} − the best simple baseline of the cell (win %, point differential, SRS, last season), paired;'
+             f' last column: Δ against setrank\'s own roster rating alone']
     for target, teams, horizons in HEADLINE:
         for h in horizons:
             cell = [r for r in summary if r['target'] == target and r['teams'] == teams and r['horizon'] == h and r['metric'] == 'spearman']
-            base = [r for r in cell if r['kind'] == 'baseline' and r['method'] != 'random']
+            base = [r for r in cell if r['kind'] == 'baseline' and r['method'] not in ('random', *OWN_FEATURES)]
             mine = [r for r in cell if r['method'] == model]
             if not base or not mine: continue
             best, me = max(base, key=lambda r: r['mean']), mine[0]
-            c = [r for r in comps if r['target'] == target and r['teams'] == teams and r['horizon'] == h
-                 and r['metric'] == 'spearman' and r['baseline'] == best['method']]
+            def delta(baseline):
+                c = [r for r in comps if r['target'] == target and r['teams'] == teams and r['horizon'] == h
+                     and r['metric'] == 'spearman' and r['baseline'] == baseline]
+                return f"Δ {c[0]['delta']:+.3f} [{c[0]['ci_low']:+.3f}, {c[0]['ci_high']:+.3f}]" if c else 'Δ n/a'
             fmt = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-            delta = f"Δ {c[0]['delta']:+.3f} [{c[0]['ci_low']:+.3f}, {c[0]['ci_high']:+.3f}]" if c else ''
             label = 'end' if h >= 1 else f'{h:.0%}'
-            lines.append(f"{target:>15} {label:>4} {teams:>8}: {model} {fmt(me)} | {best['method']} {fmt(best)} | {delta}")
+            lines.append(f"{target:>15} {label:>4} {teams:>8}: {model} {fmt(me)} | {best['method']} {fmt(best)} | "
+                         f"{delta(best['method'])} | roster_rating {delta('roster_rating')}")
     return '\n'.join(lines)
 
 def format_backtest(table:'pd.DataFrame', metric:str='spearman', teams:str='league')->str:
