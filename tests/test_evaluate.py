@@ -22,7 +22,7 @@ def _strict_loads(text):
 
 def _league(n_seasons=2, seed=0, n_dates=40, noise=(.4, .6, .7, .8)):
     "Rows at the four horizon cuts of each season, labels from a true strength, models and baseline feature columns."
-    rng = np.random.default_rng(seed)
+    rng, baseline_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1000)   # adding a baseline moves no model draw
     frames, scores = [], {m: [] for m in MODEL_NAMES}
     for s in range(n_seasons):
         strength = rng.normal(0, 1, 30)
@@ -34,7 +34,7 @@ def _league(n_seasons=2, seed=0, n_dates=40, noise=(.4, .6, .7, .8)):
                               'conference': ['East']*15 + ['West']*15,
                               'y_rest_of_season': strength + rng.normal(0, .6, 30) if h < 1 else np.nan,
                               'y_final_rank': strength + rng.normal(0, .4, 30), 'y_playoff_outcome': playoff})
-            for col in BASELINES.values(): f[col] = strength + rng.normal(0, 1.0, 30)
+            for col in BASELINES.values(): f[col] = strength + baseline_rng.normal(0, 1.0, 30)
             frames.append(f)
             for m, sd in zip(MODEL_NAMES, noise): scores[m].append(strength + rng.normal(0, sd, 30))
     # a decoy row at another date: never selected by any horizon
@@ -234,7 +234,7 @@ def test_real_data_baselines_match_the_baselines_table_and_design(nba_dir):
     ours = pd.DataFrame(rep['summary'])
     theirs = baselines_table(tables, features=fs).rename(columns={'baseline': 'method'})
     both = ours.merge(theirs, on=['method', 'target', 'teams', 'horizon', 'metric'], suffixes=('', '_b'))
-    assert len(both) == len(theirs) == 6*12*4           # every row of their table (random included) is in ours
+    assert len(both) == len(theirs) == (len(BASELINES) + 1)*12*4   # every row of their table (random included) is in ours
     np.testing.assert_allclose(both['mean'], both['mean_b'], atol=1e-6)
     np.testing.assert_allclose(both['sd'], both['sd_b'], atol=1e-6)
     assert (both.n_seasons == both.n_seasons_b).all()
