@@ -1,7 +1,9 @@
 "Packaging for setrank: every field comes from settings.ini (nbdev 2), no pkg_resources."
 from configparser import ConfigParser
 from pathlib import Path
+import shutil
 import setuptools
+from setuptools.command.build_py import build_py
 
 here = Path(__file__).parent
 cfg = ConfigParser(delimiters=['='])
@@ -11,6 +13,14 @@ cfg = cfg['DEFAULT']
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
+
+class BuildWithReports(build_py):
+    "Also copy the papermill report notebooks (nbs/reports) into the package, so a non-editable install can run them."
+    def run(self):
+        super().run()
+        target = Path(self.build_lib)/'setrank'/'reports'
+        target.mkdir(parents=True, exist_ok=True)
+        for nb in sorted((here/'nbs'/'reports').glob('*.ipynb')): shutil.copy2(nb, target/nb.name)
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -28,5 +38,6 @@ setuptools.setup(
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    cmdclass={'build_py': BuildWithReports},
     zip_safe=False,
 )

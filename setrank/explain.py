@@ -18,11 +18,11 @@ from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'check_run_outputs', 'latest_batch', 'resolve_target', 'ExplainTarget',
-           'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv', 'write_text',
-           'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
-           'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
-           'explain_markdown', 'report_notebook', 'explain_target']
+__all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_run_outputs', 'latest_batch', 'resolve_target',
+           'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
+           'write_text', 'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names',
+           'ig_table', 'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix',
+           'top_k_overlap', 'explain_markdown', 'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -456,14 +456,17 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
     return '\n'.join(lines)
 
 # %% ../nbs/11_explain.ipynb #be4bb44a
+QUIET_KERNEL = ['--IPKernelApp.log_level=ERROR']  # a local report kernel's "running over TCP without encryption" warning is noise
+
 def report_notebook(name:str='explain')->Path:
-    "The papermill report notebook `nbs/reports/<name>.ipynb` of this source tree."
+    "The papermill report notebook `<name>.ipynb`: from the source tree (`nbs/reports/`), else the installed package."
     import setrank
-    path = Path(setrank.__file__).resolve().parents[1]/'nbs'/'reports'/f'{name}.ipynb'
-    if not path.exists():
-        raise SetrankError(f'report notebook not found: {path} (the reports ship with the source tree; '
-                           f'install setrank from a checkout with `pip install -e .`)')
-    return path
+    package = Path(setrank.__file__).resolve().parent
+    candidates = [package.parent/'nbs'/'reports'/f'{name}.ipynb', package/'reports'/f'{name}.ipynb']
+    for path in candidates:
+        if path.exists(): return path
+    raise SetrankError(f'report notebook {name!r} not found: looked in {candidates[0].parent} (a checkout) and '
+                       f'{candidates[1].parent} (an installed package); reinstall setrank')
 
 def explain_target(config:Union[str, Path],           # combo name, batch/combo, config.yaml or run folder
                    runs_root:Union[str, Path]='runs',  # where runs and sweeps live
@@ -485,7 +488,7 @@ def explain_target(config:Union[str, Path],           # combo name, batch/combo,
                   as_of=None if as_of is None else str(as_of), shap_rows=int(shap_rows), out_dir=str(out.resolve()))
     try:
         pm.execute_notebook(str(report_notebook('explain')), str(tmp), parameters=params, kernel_name='python3', language='python',
-                            cwd=os.getcwd(), progress_bar=progress, log_output=False)
+                            cwd=os.getcwd(), progress_bar=progress, log_output=False, extra_arguments=QUIET_KERNEL)
     except pm.PapermillExecutionError as e:
         raise SetrankError(f'explain report for {str(config)!r} failed: {e.ename}: {e.evalue.strip()} '
                            f'(executed notebook: {final})') from None

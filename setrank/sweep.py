@@ -688,20 +688,14 @@ def write_analysis(batch_dir:Union[str, Path])->Path:
     return write_text_atomic(analysis_markdown(batch_dir), batch_dir/'ANALYSIS.md')
 
 # %% ../nbs/12_sweep.ipynb #cea13c5c
-def _report_notebook(name:str)->Path:
-    "The papermill report notebook `nbs/reports/<name>.ipynb` of this checkout."
-    import setrank
-    path = Path(setrank.__file__).resolve().parents[1]/'nbs'/'reports'/f'{name}.ipynb'
-    if not path.exists(): raise SetrankError(f'report notebook not found: {path} (reports run from a source checkout)')
-    return path
-
 def run_report(name:str, output:Path, parameters:dict, progress:bool=False)->Path:
     "Execute report notebook `name` with papermill into `output` (kernel python3)."
     import papermill as pm
     from jupyter_client.kernelspec import NoSuchKernel
+    from setrank.explain import report_notebook, QUIET_KERNEL
     try:
-        pm.execute_notebook(str(_report_notebook(name)), str(output), parameters=parameters, kernel_name='python3', language='python',
-                            progress_bar=progress, log_output=False)
+        pm.execute_notebook(str(report_notebook(name)), str(output), parameters=parameters, kernel_name='python3', language='python',
+                            progress_bar=progress, log_output=False, extra_arguments=QUIET_KERNEL)
     except NoSuchKernel:
         raise SetrankError('no Jupyter kernel named python3: install one with `python -m ipykernel install --user --name python3`') from None
     return output

@@ -1,4 +1,4 @@
-"CI's notebook hygiene check catches the two ways a notebook and the library drift apart."
+"CI's notebook hygiene check catches the two ways a notebook and the library drift apart; the wheel carries what a regular install needs."
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -40,3 +40,14 @@ def test_uncleaned_notebook_fails(clone):
     subprocess.run(['git', '-C', str(clone), 'commit', '-qam', 'uncleaned'], check=True)
     r = check(clone)
     assert r.returncode != 0 and 'nbdev_clean' in r.stderr
+
+def test_a_built_wheel_carries_the_defaults_and_the_report_notebooks(clone, tmp_path):
+    "A regular (non-editable) install must run `setrank explain` and `sweep analyze`: the reports travel in the wheel."
+    import zipfile
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+                        str(tmp_path/'dist'), str(clone)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel, = (tmp_path/'dist').glob('setrank-*.whl')
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {'setrank/defaults.yaml', 'setrank/reports/explain.ipynb', 'setrank/reports/analysis.ipynb',
+            'setrank/reports/accuracy.ipynb'} <= names
