@@ -60,7 +60,8 @@ def synthetic_quality(spec:dict)->dict:
     from setrank.config import load_config, resolve_seasons
     from setrank.features import build_features
     from setrank.synthetic import synth_league
-    from setrank.model_a import attention_precision, mean_list_spearman, predict_model_a, train_model_a, training_lists
+    from setrank.baselines import mean_list_spearman
+    from setrank.model_a import attention_precision, predict_model_a, train_model_a, training_lists
     cfg = load_config(overrides={'model_a.device': 'cpu', 'model_a.sigma_reparam': spec['sigma_reparam']})
     t0 = time.perf_counter()
     tables = synth_league(n_seasons=cfg.data.synth_seasons, seed=cfg.data.synth_seed)

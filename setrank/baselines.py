@@ -13,8 +13,8 @@ from .features import FeatureSet, compute_features
 
 # %% auto #0
 __all__ = ['METRICS', 'BASELINES', 'TARGETS', 'ranks', 'spearman', 'kendall_b', 'rank_mae', 'relevance', 'ndcg_at_k',
-           'list_metrics', 'random_metrics', 'evaluate_lists', 'evaluate_baselines', 'summarize_metrics',
-           'baselines_table', 'format_baselines_table']
+           'list_spearman', 'mean_list_spearman', 'key_lists', 'list_metrics', 'random_metrics', 'evaluate_lists',
+           'evaluate_baselines', 'summarize_metrics', 'baselines_table', 'format_baselines_table']
 
 # %% ../nbs/04b_baselines.ipynb #ba90a5ff
 def _one_list(*arrays:np.ndarray)->bool:
@@ -97,6 +97,42 @@ def ndcg_at_k(scores:np.ndarray, # (..., teams) scores, higher = stronger
     dcg = gain @ mean_discount if _one_list(gain, mean_discount) else np.einsum('...i,...i->...', gain, mean_discount)
     with np.errstate(invalid='ignore', divide='ignore'):
         return _value(np.where((ideal > 0) & ~missing, dcg/ideal, np.nan))
+
+# %% ../nbs/04b_baselines.ipynb #2d39a2f2
+def list_spearman(scores:np.ndarray,  # (N,) scores per row
+                  labels:np.ndarray,  # (N,) labels per row
+                  lists:np.ndarray,   # (lists, L) row positions, -1 = padding
+                 )->np.ndarray:       # (lists,) Spearman per list, NaN where undefined
+    "Spearman correlation between scores and labels within each list of rows (vectorized, NaN-aware)."
+    if len(lists) == 0: return np.zeros(0)
+    valid = lists >= 0
+    take = lambda a: np.where(valid, np.asarray(a, dtype=np.float64)[np.clip(lists, 0, None)], np.nan)
+    s, y = take(scores), take(labels)
+    valid &= np.isfinite(s) & np.isfinite(y)
+    rs = stats.rankdata(np.where(valid, s, np.nan), axis=1, nan_policy='omit')
+    ry = stats.rankdata(np.where(valid, y, np.nan), axis=1, nan_policy='omit')
+    rs, ry = [np.where(valid, r - np.nanmean(np.where(valid, r, np.nan), 1, keepdims=True), 0.) for r in (rs, ry)]
+    den = np.sqrt((rs**2).sum(1)*(ry**2).sum(1))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(den > 1e-12, (rs*ry).sum(1)/np.where(den > 0, den, 1), np.nan)
+
+def mean_list_spearman(scores:np.ndarray, labels:np.ndarray, lists:np.ndarray)->float:
+    "Mean Spearman per list (NaN lists left out; NaN if none is defined)."
+    rho = list_spearman(scores, labels, lists)
+    return float(np.nanmean(rho)) if np.isfinite(rho).any() else float('nan')
+
+def key_lists(frame:pd.DataFrame,   # rows, in any order
+              keys:Sequence[str],   # columns whose values identify one list
+             )->np.ndarray:         # (lists, L) positions of the rows of each list, -1 = padding
+    "The rows of `frame` grouped into lists by `keys` (lists in order of first appearance), as padded positions."
+    group = frame.groupby(list(keys), sort=False).ngroup().to_numpy()
+    if len(group) == 0: return np.zeros((0, 0), dtype=np.int64)
+    order = np.argsort(group, kind='stable')
+    g = group[order]
+    slot = np.arange(len(g)) - np.searchsorted(g, g, 'left')
+    out = np.full((g.max() + 1, slot.max() + 1), -1, dtype=np.int64)
+    out[g, slot] = order
+    return out
 
 # %% ../nbs/04b_baselines.ipynb #f9a76dbf
 METRICS = ('spearman', 'kendall_b', 'ndcg_at_8', 'rank_mae')

@@ -10,20 +10,20 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 import numpy as np, pandas as pd, torch
 from torch import nn
-from scipy.stats import rankdata
 from tqdm import tqdm
 from .config import Config, ModelAConfig, SeasonSplit, SetrankError, TrainingConfig, parse_season, season_key
 from .files import atomic_write
 from .attention import SetAttention, attention_entropy
 from .features import FeatureSchema, FeatureSet, Standardizer
+from .baselines import list_spearman, mean_list_spearman
 
 # %% auto #0
 __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATEAU_RTOL', 'PLATEAU_EPOCHS', 'CHECKPOINT_FORMAT',
            'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize', 'listmle_loss', 'ModelAOutput',
            'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs', 'model_inputs',
-           'training_lists', 'list_spearman', 'mean_list_spearman', 'seed_everything', 'deterministic', 'torch_threads',
-           'resolve_device', 'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a',
-           'load_model_a', 'build_model_a', 'train_model_a', 'predict_model_a', 'oof_model_a', 'attention_precision']
+           'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
+           'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a', 'load_model_a',
+           'build_model_a', 'train_model_a', 'predict_model_a', 'oof_model_a', 'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
 @dataclass
@@ -325,29 +325,6 @@ def training_lists(rows:pd.DataFrame,        # FeatureSet.rows
     out = np.full((list_id.max() + 1, within.max() + 1), -1, dtype=np.int64)
     out[list_id, within] = r['_pos'].to_numpy()
     return out
-
-# %% ../nbs/06_model_a.ipynb #2863cd4c
-def list_spearman(scores:np.ndarray,  # (N,) scores per row
-                  labels:np.ndarray,  # (N,) labels per row
-                  lists:np.ndarray,   # (lists, L) row positions, -1 = padding
-                 )->np.ndarray:       # (lists,) Spearman per list, NaN where undefined
-    "Spearman correlation between scores and labels within each list (vectorized)."
-    if len(lists) == 0: return np.zeros(0)
-    valid = lists >= 0
-    take = lambda a: np.where(valid, np.asarray(a, dtype=np.float64)[np.clip(lists, 0, None)], np.nan)
-    s, y = take(scores), take(labels)
-    valid &= np.isfinite(s) & np.isfinite(y)
-    rs = rankdata(np.where(valid, s, np.nan), axis=1, nan_policy='omit')
-    ry = rankdata(np.where(valid, y, np.nan), axis=1, nan_policy='omit')
-    rs, ry = [np.where(valid, r - np.nanmean(np.where(valid, r, np.nan), 1, keepdims=True), 0.) for r in (rs, ry)]
-    den = np.sqrt((rs**2).sum(1)*(ry**2).sum(1))
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(den > 1e-12, (rs*ry).sum(1)/np.where(den > 0, den, 1), np.nan)
-
-def mean_list_spearman(scores:np.ndarray, labels:np.ndarray, lists:np.ndarray)->float:
-    "Mean Spearman per list (NaN lists left out; NaN if none is defined)."
-    rho = list_spearman(scores, labels, lists)
-    return float(np.nanmean(rho)) if np.isfinite(rho).any() else float('nan')
 
 # %% ../nbs/06_model_a.ipynb #3738c186
 def seed_everything(seed:int):

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from .config import Config, SetrankError, StackingConfig, load_config, parse_season
 from .files import atomic_write
+from .baselines import key_lists, mean_list_spearman
 from .model_b import fit_model_b, predict_model_b, target_column
 
 # %% auto #0
 __all__ = ['BASE_MODELS', 'KEY_COLUMNS', 'SCHEDULE_WEIGHT', 'forward_chain_folds', 'forward_chain_oof', 'oof_model_b',
-           'oof_frame', 'simple_prior', 'zscore_by_list', 'list_spearman', 'check_orientation', 'Stack', 'fit_stack',
-           'save_stack', 'load_stack']
+           'oof_frame', 'simple_prior', 'zscore_by_list', 'mean_spearman_by_keys', 'check_orientation', 'Stack',
+           'fit_stack', 'save_stack', 'load_stack']
 
 # %% ../nbs/08_stacking.ipynb #e14b4e40
 def _ordered(seasons)->list[str]: return sorted(set(seasons), key=parse_season)
@@ -119,19 +120,14 @@ def zscore_by_list(frame:pd.DataFrame,        # rows with the list keys and the 
     return (centred / sd.where(sd > 0)).fillna(0.0).where(frame[list(columns)].notna())
 
 # %% ../nbs/08_stacking.ipynb #55b03bb7
-def list_spearman(frame:pd.DataFrame,       # rows with list keys, a score and a target
-                  score_col:str,            # score column (higher = stronger)
-                  target_col:str,           # target column (higher = stronger)
-                  keys:Sequence[str]=('as_of',), # columns identifying one list
-                 )->float:
+def mean_spearman_by_keys(frame:pd.DataFrame,       # rows with list keys, a score and a target
+                          score_col:str,            # score column (higher = stronger)
+                          target_col:str,           # target column (higher = stronger)
+                          keys:Sequence[str]=('as_of',), # columns identifying one list
+                         )->float:
     "Mean over lists of the Spearman correlation between score and target (lists where either is constant skipped)."
-    groups = [frame[k] for k in keys]
-    ranks = frame[[score_col, target_col]].groupby(groups, sort=False).rank(method='average')
-    centred = ranks - ranks.groupby(groups, sort=False).transform('mean')
-    s, t = centred[score_col], centred[target_col]
-    sums = pd.DataFrame({'st': s*t, 'ss': s*s, 'tt': t*t}).groupby(groups, sort=False).sum()
-    ok = (sums.ss > 0) & (sums.tt > 0)
-    return float((sums.st[ok] / np.sqrt(sums.ss[ok]*sums.tt[ok])).mean()) if ok.any() else float('nan')
+    return mean_list_spearman(frame[score_col].to_numpy(np.float64, na_value=np.nan),
+                              frame[target_col].to_numpy(np.float64, na_value=np.nan), key_lists(frame, keys))
 
 # %% ../nbs/08_stacking.ipynb #67b64b48
 def check_orientation(frame:pd.DataFrame,     # OOF rows with list keys, target and model columns
@@ -140,7 +136,7 @@ def check_orientation(frame:pd.DataFrame,     # OOF rows with list keys, target 
                       keys:Sequence[str]=('as_of',), # columns identifying one list
                      )->dict[str, float]:
     "Mean within-list Spearman of each model with the target; `SetrankError` naming the first model that is not positive."
-    corr = {m: list_spearman(frame, m, target_col, keys) for m in models}
+    corr = {m: mean_spearman_by_keys(frame, m, target_col, keys) for m in models}
     for m, c in corr.items():
         if not c > 0:
             raise SetrankError(f'orientation check failed: model {m!r} has mean within-list Spearman {c:.3f} with '

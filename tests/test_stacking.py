@@ -8,7 +8,7 @@ import setrank.stacking as stacking
 from setrank.config import SetrankError, load_config, parse_season
 from setrank.model_b import toy_featureset
 from setrank.stacking import (Stack, check_orientation, fit_stack, forward_chain_folds, forward_chain_oof,
-                              list_spearman, load_stack, oof_frame, oof_model_b, save_stack, zscore_by_list)
+                              mean_spearman_by_keys, load_stack, oof_frame, oof_model_b, save_stack, zscore_by_list)
 
 SMALL = {'model_b.rf.n_estimators': 30, 'model_b.xgb.n_estimators': 40}
 TARGET = 'y_rest_of_season'
@@ -114,8 +114,8 @@ def test_few_oof_rows_fall_back_to_the_mean_and_say_so(frame, cfg):
 def test_stack_ranks_the_held_out_season_at_least_as_well_as_its_weakest_model(full, frame, cfg):
     stack = fit_stack(frame, TARGET, cfg.stacking)
     held = full[full.season == '2019-20']
-    assert list_spearman(held.assign(meta=stack.predict(held)), 'meta', TARGET) >= \
-        min(list_spearman(held, m, TARGET) for m in stack.models)
+    assert mean_spearman_by_keys(held.assign(meta=stack.predict(held)), "meta", TARGET) >= \
+        min(mean_spearman_by_keys(held, m, TARGET) for m in stack.models)
 
 def test_missing_stack_file_is_an_error_naming_it(frame, cfg, tmp_path):
     stack = fit_stack(frame, TARGET, cfg.stacking)
