@@ -458,7 +458,7 @@ def player_features(league:League,        # prepared tables
                     logs:dict,             # sorted logs from `_logs`
                     schema:FeatureSchema,  # windows and feature order
                     ratings:dict,          # season year -> player ratings (`fit_player_ratings`)
-                    in_season:Optional[dict]=None, # season year -> `SeasonRatings` (default: computed here)
+                    in_season:dict,        # season year -> `SeasonRatings` (`season_ratings` over every season)
                    )->np.ndarray:
     "(len(chosen), F) float32 player features in schema order for the selected (row, player) pairs."
     plog, tlog, dlog = logs['player'], logs['team'], logs['dnp']
@@ -495,7 +495,6 @@ def player_features(league:League,        # prepared tables
     team_minutes = logs['team_season'].total('minutes', logs['team_season'].start(g), logs['team_season'].before(g, day))
     out['season_minutes_share'] = _div(5*player_minutes, team_minutes, 0.0)
     out['prior_rating'] = prior_ratings(ratings, p, year)
-    in_season = season_ratings(league, np.unique(year)) if in_season is None else in_season
     out['rating'] = np.zeros(len(p))
     for y in np.unique(year):
         at = year == y

@@ -15,10 +15,11 @@ from .config import Config, SetrankError, config_hash, config_yaml
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
-           'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
-           'playoff_scores', 'headline_metrics', 'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir',
-           'backtest', 'pooled_report', 'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
+__all__ = ['OBJECTIVES', 'SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir',
+           'latest_run_dir', 'StageTimer', 'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store',
+           'load_league', 'run_features', 'playoff_scores', 'headline_metrics', 'RunResult', 'run_pipeline', 'train_a',
+           'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report', 'format_headline',
+           'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #bc897a2f
 def write_json(path:Union[str, Path], obj:Any)->Path:
@@ -202,7 +203,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     from setrank.stacking import oof_model_b, fit_stack, save_stack, simple_prior
     from setrank.predict import (build_predictions, write_predictions, game_score_diffs, calibrate_scale,
                                  OddsCalibration)
-    from setrank.evaluate import evaluate_run, write_eval_report, baseline_scores, horizon_rows
+    from setrank.evaluate import write_eval_report, horizon_rows
 
     timer = StageTimer()
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.paths.runs)
@@ -287,11 +288,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     if evaluate:
         with stage('evaluate'):
             test_rows = rows.iloc[test_pos].reset_index(drop=True)
-            methods = {m: test[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf', 'prior')}
-            methods |= baseline_scores(test_rows, available)
-            report = evaluate_run(test_rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
-                                  horizons=cfg.training.horizons, run_id=run_dir.name, prediction_files=[pred_path],
-                                  n_resamples=1000, seed=cfg.repro.seed, **_playoff_target(test.playoff.to_numpy()))
+            report = evaluate_scores(cfg, fingerprint, test_rows, test, available, run_dir.name, [pred_path])
             report['validation'] = validation
             report['stack'] = stack.to_dict()
             write_eval_report(report, run_dir, plots=cfg.output.plots)
@@ -343,21 +340,36 @@ def open_run(run_dir:Path,         # a finished run folder
     return cfg, manifest, tables, fingerprint, run_features(cfg, tables, fingerprint)
 
 # %% ../nbs/13_pipeline.ipynb #06094d7a
+SCORE_COLUMNS = ('ensemble', 'model_a', 'xgb', 'rf', 'prior')   # the model scores a run writes to scores.parquet
+
+def evaluate_scores(cfg:Config,           # the run's config (horizons, seed, data source)
+                    fingerprint:str,      # the data fingerprint (named in the report's truth source)
+                    rows,                 # FeatureSet rows aligned with `scores`
+                    scores,               # frame with the SCORE_COLUMNS (and `playoff`, expected series won)
+                    data_seasons:list,    # every season in the data (previous-season baselines need them)
+                    run_id:str,           # the report's run id
+                    prediction_files=(),  # predictions_<season>.json files the report names
+                   )->dict:
+    "`evaluate_run` on a run's scores: every model beside every baseline, playoff_outcome through the bracket."
+    from setrank.evaluate import evaluate_run, baseline_scores
+    methods = {m: scores[m].to_numpy() for m in SCORE_COLUMNS if m in scores}
+    methods |= baseline_scores(rows, data_seasons)
+    extra = _playoff_target(scores['playoff'].to_numpy()) if 'playoff' in scores else {}
+    return evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
+                        horizons=cfg.training.horizons, run_id=run_id, prediction_files=prediction_files,
+                        n_resamples=1000, seed=cfg.repro.seed, **extra)
+
+# %% ../nbs/13_pipeline.ipynb #4deeb433
 def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     "Rewrite `eval_report.json/.md` of a finished run from its `scores.parquet`; returns the markdown path."
     import pandas as pd
-    from setrank.evaluate import evaluate_run, write_eval_report, baseline_scores
+    from setrank.evaluate import write_eval_report
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
     scores = pd.read_parquet(run_dir/'scores.parquet')
     rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
-    methods = {m: scores[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf', 'prior') if m in scores}
-    methods |= baseline_scores(rows, list(fs.rows.season.astype(str).unique()))
-    extra = _playoff_target(scores.playoff.to_numpy()) if 'playoff' in scores else {}
-    report = evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
-                          horizons=cfg.training.horizons, run_id=run_dir.name,
-                          prediction_files=sorted(run_dir.glob('predictions_*.json')),
-                          n_resamples=1000, seed=cfg.repro.seed, **extra)
+    report = evaluate_scores(cfg, fingerprint, rows, scores, list(fs.rows.season.astype(str).unique()), run_dir.name,
+                             sorted(run_dir.glob('predictions_*.json')))
     report['validation'] = manifest.get('validation')
     write_eval_report(report, run_dir, plots=cfg.output.plots)
     return run_dir/'eval_report.md'
@@ -385,16 +397,12 @@ def backtest(cfg:Config, seasons:list[str], out_dir:Union[str, Path, None]=None,
 def pooled_report(cfg:Config, out:Path, seasons:list[str])->dict:
     "One evaluation over every test season of a backtest (intervals pooled across seasons); writes eval_report.* in `out`."
     import pandas as pd
-    from setrank.evaluate import evaluate_run, write_eval_report, baseline_scores
+    from setrank.evaluate import write_eval_report
     tables, fingerprint = load_league(cfg)
     fs = run_features(cfg, tables, fingerprint)
     scores = pd.concat([pd.read_parquet(Path(out)/s/'scores.parquet') for s in seasons], ignore_index=True)
     rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
-    methods = {m: scores[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf', 'prior')}
-    methods |= baseline_scores(rows, list(fs.rows.season.astype(str).unique()))
-    report = evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
-                          horizons=cfg.training.horizons, run_id=Path(out).name, n_resamples=1000, seed=cfg.repro.seed,
-                          **_playoff_target(scores.playoff.to_numpy()))
+    report = evaluate_scores(cfg, fingerprint, rows, scores, list(fs.rows.season.astype(str).unique()), Path(out).name)
     write_eval_report(report, out, plots=cfg.output.plots)
     return report
 
