@@ -306,7 +306,8 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
 # %% ../nbs/10_evaluate.ipynb #9eb9188e
 def _summarize(store, seasons, horizons, targets, models, baselines, level):
     summary, comparisons = [], []
-    keys = sorted({k[1:] for k in store}, key=lambda k: (horizons.index(k[0]), list(targets).index(k[1]), k[2]))
+    # insertion order (not a set: its order follows the per-process string hash) keeps the report byte-identical
+    keys = sorted(dict.fromkeys(k[1:] for k in store), key=lambda k: (horizons.index(k[0]), list(targets).index(k[1]), k[2]))
     for h, target, teams, method, metric in keys:
         got = [store[(s, h, target, teams, method, metric)] for s in seasons if (s, h, target, teams, method, metric) in store]
         vals = np.array([g[0] for g in got])

@@ -241,3 +241,14 @@ def test_real_data_baselines_match_the_baselines_table_and_design(nba_dir):
     pdiff = ours[(ours.method == 'point_diff') & (ours.target == 'rest_of_season') & (ours.metric == 'spearman') & (ours.teams == 'league')]
     np.testing.assert_allclose(pdiff.sort_values('horizon')['mean'], [0.669, 0.694, 0.653], atol=0.002)
     assert (pdiff.n_seasons == 9).all()
+
+def test_report_is_byte_identical_under_two_hash_seeds():
+    "Same inputs, same report: the summary's row order must not follow Python's per-process string hashing."
+    import subprocess, sys
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_evaluate import _league; "
+            "from setrank.evaluate import evaluate_run; rows, scores = _league(); "
+            "r = evaluate_run(rows, scores, 'x', n_resamples=5, seed=1, ci_metrics=['spearman']); "
+            "print(json.dumps([r['summary'], r['comparisons']]))")
+    out = [subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
+                          env={**os.environ, 'PYTHONHASHSEED': seed}).stdout for seed in ('1', '2')]
+    assert out[0] == out[1] and len(out[0]) > 1000
