@@ -18,11 +18,12 @@ from .config import SetrankError, PathsConfig, parse_season, season_key, season_
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'EXTRA_SCHEMA', 'SEASON_TYPES', 'CONFERENCES', 'DEFAULT_DB',
-           'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV', 'TEAM_LOG_HEADERS', 'PLAYER_LOG_HEADERS', 'table_schema',
-           'empty_table', 'coerce_table', 'validate_tables', 'tables_fingerprint', 'StoreSummary', 'Store',
-           'write_store', 'load_tables', 'data_fingerprint', 'store_info', 'read_folder', 'import_folder', 'nba_teams',
-           'game_log_frame', 'tables_from_game_logs', 'cache_path', 'fetch_seasons']
+__all__ = ['SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA', 'EXTRA_SCHEMA', 'SEASON_TYPES',
+           'CONFERENCES', 'DEFAULT_DB', 'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV', 'TEAM_LOG_HEADERS',
+           'PLAYER_LOG_HEADERS', 'table_schema', 'empty_table', 'coerce_table', 'validate_tables', 'tables_fingerprint',
+           'StoreSummary', 'Store', 'write_store', 'load_tables', 'data_fingerprint', 'store_info', 'read_folder',
+           'import_folder', 'nba_teams', 'game_log_frame', 'tables_from_game_logs', 'cache_path', 'fetch_seasons',
+           'schedule_from_league_schedule', 'schedule_cache_path', 'fetch_schedule']
 
 # %% ../nbs/01_data.ipynb #ac3b0aa3
 _GAME_COLUMNS = {'game_id': 'str', 'game_date': 'datetime64[us]', 'season': 'str', 'season_type': 'str'}
@@ -44,7 +45,9 @@ SCHEMA: dict[str, dict[str, str]] = {
 CANONICAL_TABLES = tuple(SCHEMA)
 
 PLAY_IN_CUP_TABLE = 'player_games_play_in_and_cup_final'
-EXTRA_SCHEMA: dict[str, dict[str, str]] = {PLAY_IN_CUP_TABLE: SCHEMA['player_games']}
+SCHEDULE_TABLE = 'schedule'
+SCHEDULE_SCHEMA: dict[str, str] = {**_GAME_COLUMNS, 'home_team_id': 'int64', 'away_team_id': 'int64'}
+EXTRA_SCHEMA: dict[str, dict[str, str]] = {PLAY_IN_CUP_TABLE: SCHEMA['player_games'], SCHEDULE_TABLE: SCHEDULE_SCHEMA}
 "Extra tables whose schema is known; any other extra table (e.g. the synthetic league's `truth_*`) is stored as given."
 
 SEASON_TYPES = ('regular', 'play_in', 'playoffs', 'cup_final')
@@ -52,10 +55,10 @@ CONFERENCES = ('East', 'West')
 DEFAULT_DB = Path(PathsConfig().db)
 
 _KEYS = {'teams': ['team_id'], 'team_games': ['game_id', 'team_id'], 'player_games': ['game_id', 'player_id'],
-         'player_dnp': ['game_id', 'player_id']}
+         'player_dnp': ['game_id', 'player_id'], SCHEDULE_TABLE: ['game_id']}
 _ORDER = {'teams': ['team_id'], 'team_games': ['game_date', 'game_id', 'team_id'],
           'player_games': ['game_date', 'game_id', 'team_id', 'player_id'],
-          'player_dnp': ['game_date', 'game_id', 'team_id', 'player_id']}
+          'player_dnp': ['game_date', 'game_id', 'team_id', 'player_id'], SCHEDULE_TABLE: ['game_date', 'game_id']}
 _NULLABLE = {'nba_player_id', 'plus_minus'}
 
 def table_schema(name:str)->Optional[dict[str, str]]:
@@ -63,8 +66,8 @@ def table_schema(name:str)->Optional[dict[str, str]]:
     return SCHEMA.get(name) or EXTRA_SCHEMA.get(name)
 
 def _role(name:str)->Optional[str]:
-    "The canonical table whose schema and key `name` follows ('player_games' for the play-in table), or None."
-    if name in SCHEMA: return name
+    "The table whose schema and key `name` follows ('player_games' for the play-in table; the schedule its own), or None."
+    if name in SCHEMA or name == SCHEDULE_TABLE: return name
     return next((k for k, v in SCHEMA.items() if EXTRA_SCHEMA.get(name) is v), None)
 
 def empty_table(name:str)->pd.DataFrame:
@@ -188,6 +191,8 @@ def _check_table(df:pd.DataFrame, name:str, label:str):
             raise SetrankError(f"{label}: every game needs exactly 2 team rows, {_example(df, bad, ['game_id'])} has {rows[bad].iloc[0]}")
         if (bad := df['win'] != (df['pts'] > df['opp_pts'])).any():
             raise SetrankError(f"{label}: column 'win' disagrees with pts and opp_pts, {_example(df, bad, keys, 'pts', 'opp_pts', 'win')}")
+    if role == SCHEDULE_TABLE and (bad := df['home_team_id'] == df['away_team_id']).any():
+        raise SetrankError(f"{label}: a scheduled game needs two different teams, {_example(df, bad, keys, 'home_team_id', 'away_team_id')}")
 
 # %% ../nbs/01_data.ipynb #63dec75e
 def _check_links(tables:dict[str, pd.DataFrame], labels:dict[str, str]):
@@ -597,6 +602,8 @@ def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a ra
                   backoff_s:float=2.0,    # wait before the 2nd attempt; doubles each time
                   refresh:bool=False,     # ignore the cache (e.g. for a season still being played)
                   fetcher:Optional[Callable[[str, str, str], dict]]=None, # (season, season_type, 'T'|'P') -> response
+                  schedule:bool=False,    # also fetch each season's league schedule (`fetch_schedule`) into `schedule`
+                  schedule_fetcher:Optional[Callable[[str], dict]]=None, # season -> ScheduleLeagueV2 response (tests)
                  )->StoreSummary:
     "Fetch stats.nba.com game logs (cached), map them to canonical tables and atomically replace the store."
     start = time.perf_counter()
@@ -637,6 +644,88 @@ def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a ra
     tables = tables_from_game_logs(frames['T'], frames['P'], f'nba_api ({cache_dir})')
     if not len(tables['team_games']):
         raise SetrankError(f'stats.nba.com returned no games for {", ".join(seasons)} ({", ".join(season_types)})')
+    if schedule:
+        tables[SCHEDULE_TABLE] = fetch_schedule(seasons, cache_dir, refresh=refresh, fetcher=schedule_fetcher,
+                                                pause_s=pause_s, retries=retries, backoff_s=backoff_s)
     summary = write_store(tables, db_path, f'nba_api {seasons[0]}..{seasons[-1]}')
     summary.seconds = time.perf_counter() - start
     return summary
+
+# %% ../nbs/01_data.ipynb #cf2600b9
+_SCHEDULE_TYPE_BY_PREFIX = {'002': 'regular', '004': 'playoffs', '005': 'play_in', '006': 'cup_final'}
+
+def _schedule_date(game:dict, day:dict)->Optional[str]:
+    "The game's Eastern date as YYYY-MM-DD: `gameDateEst`, else the day's `gameDate` ('MM/DD/YYYY 00:00:00')."
+    est = str(game.get('gameDateEst') or '')
+    if re.match(r'^\d{4}-\d{2}-\d{2}', est): return est[:10]
+    m = re.match(r'^(\d{1,2})/(\d{1,2})/(\d{4})', str(day.get('gameDate') or ''))
+    return f'{m[3]}-{int(m[1]):02d}-{int(m[2]):02d}' if m else None
+
+def schedule_from_league_schedule(payload:dict,               # a stats.nba.com `scheduleleaguev2` response (parsed JSON)
+                                  label:str='scheduleleaguev2', # how messages name it (e.g. the cache file)
+                                 )->pd.DataFrame:
+    "The canonical `schedule` table of a ScheduleLeagueV2 response: one row per game whose two teams are known."
+    league = payload.get('leagueSchedule') if isinstance(payload, dict) else None
+    if not isinstance(league, dict) or not isinstance(league.get('gameDates'), list):
+        raise SetrankError(f'{label}: not a ScheduleLeagueV2 response (no leagueSchedule.gameDates)')
+    rows = []
+    for day in league['gameDates']:
+        for game in (day or {}).get('games') or []:
+            game_id = str(game.get('gameId') or '')
+            kind = _SCHEDULE_TYPE_BY_PREFIX.get(game_id[:3])
+            home, away = ((game.get(side) or {}).get('teamId') for side in ('homeTeam', 'awayTeam'))
+            if kind is None or not home or not away: continue
+            if not re.fullmatch(r'\d{10}', game_id):
+                raise SetrankError(f'{label}: gameId {game_id!r} is not a 10-digit stats.nba.com game id')
+            rows.append({'game_id': game_id, 'game_date': _schedule_date(game, day) or f'no date ({game_id})',
+                         'season': season_key(2000 + int(game_id[3:5])), 'season_type': kind,
+                         'home_team_id': home, 'away_team_id': away})
+    frame = pd.DataFrame(rows, columns=list(SCHEDULE_SCHEMA))
+    return coerce_table(frame.astype({'game_date': 'str'}) if not len(frame) else frame, SCHEDULE_TABLE, label)
+
+# %% ../nbs/01_data.ipynb #02858291
+def _nba_api_schedule(season:str, timeout_s:float=30)->dict:
+    "One ScheduleLeagueV2 response from stats.nba.com via nba_api."
+    try: from nba_api.stats.endpoints import scheduleleaguev2
+    except ImportError:
+        raise SetrankError('fetching from stats.nba.com needs the nba_api package: pip install nba_api') from None
+    return scheduleleaguev2.ScheduleLeagueV2(season=season, timeout=timeout_s).get_dict()
+
+def schedule_cache_path(cache_dir:Union[str, Path], season:str)->Path:
+    "Where the raw ScheduleLeagueV2 response of `season` is cached."
+    return Path(cache_dir)/f'scheduleleaguev2_{season}.json'
+
+def fetch_schedule(seasons:Union[str, list[str]],          # season keys, or a range such as "2023-24:2024-25"
+                   cache_dir:Union[str, Path]=Path(PathsConfig().cache)/'nba_api', # raw responses, one JSON per season
+                   refresh:bool=False,     # ignore the cache (the schedule of a season in progress changes)
+                   fetcher:Optional[Callable[[str], dict]]=None, # season -> response (replaces the network in tests)
+                   pause_s:float=0.6,      # minimum seconds between two requests
+                   retries:int=4,          # attempts per request before giving up
+                   backoff_s:float=2.0,    # wait before the 2nd attempt; doubles each time
+                  )->pd.DataFrame:
+    "The canonical `schedule` table of `seasons` from stats.nba.com's ScheduleLeagueV2, cached per season."
+    seasons = season_range(seasons) if isinstance(seasons, str) else list(seasons)
+    fetch, frames = fetcher or _nba_api_schedule, []
+    for i, season in enumerate(seasons):
+        parse_season(season)
+        path = schedule_cache_path(cache_dir, season)
+        if path.exists() and not refresh:
+            try: payload = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise SetrankError(f'{path}: cached response is not valid JSON; delete it to fetch again') from None
+        else:
+            for attempt in range(retries):
+                if i or attempt: time.sleep(pause_s)
+                try:
+                    payload = fetch(season); break
+                except SetrankError: raise
+                except Exception as e:
+                    if attempt == retries - 1:
+                        why = (str(e).splitlines() or [''])[0]
+                        raise SetrankError(f'stats.nba.com ScheduleLeagueV2 season={season}: failed after {retries} tries '
+                                           f'({type(e).__name__}: {why})') from None
+                    time.sleep(backoff_s * 2**attempt)
+            schedule_from_league_schedule(payload, f'stats.nba.com ScheduleLeagueV2 {season}')
+            _write_json(path, payload)
+        frames.append(schedule_from_league_schedule(payload, str(path)))
+    return pd.concat(frames, ignore_index=True) if frames else schedule_from_league_schedule({'leagueSchedule': {'gameDates': []}})
