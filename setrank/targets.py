@@ -9,9 +9,10 @@ import numpy as np, pandas as pd
 from .config import SetrankError, parse_season
 
 # %% auto #0
-__all__ = ['LABELS', 'toy_league', 'to_game_date', 'day_number', 'require_columns', 'regular_games', 'season_dates',
-           'horizon_index', 'end_of_season', 'horizon_as_of', 'as_of_grid', 'standings', 'final_win_pct',
-           'playoff_series', 'group_day_key', 'rest_of_season', 'attach_labels']
+__all__ = ['NBA_REGULAR_SEASON_GAMES', 'LABELS', 'toy_league', 'to_game_date', 'day_number', 'require_columns', 'regular_games',
+           'season_dates', 'horizon_index', 'end_of_season', 'horizon_as_of', 'as_of_grid', 'standings',
+           'final_win_pct', 'playoff_series', 'group_day_key', 'rest_of_season', 'full_season_games', 'unplayed_games',
+           'in_progress_seasons', 'attach_labels']
 
 # %% ../nbs/03_targets.ipynb #2eb2c285
 _BOX = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
@@ -232,17 +233,61 @@ def rest_of_season(team_games:pd.DataFrame, # canonical team_games
     out = np.where(left > 0, (cum[end] - cum[start])/np.maximum(left, 1), np.nan)
     return np.where(q_group >= 0, out, np.nan)
 
+# %% ../nbs/03_targets.ipynb #32306098
+NBA_REGULAR_SEASON_GAMES = 82
+
+def full_season_games(team_games:pd.DataFrame)->int:
+    "Regular-season games per team in a full season: the most common count in seasons that reached the playoffs (82 if none)."
+    games = regular_games(team_games)
+    finished = set(team_games.season[team_games.season_type.isin(['playoffs', 'play_in'])])
+    counts = games[games.season.isin(finished)].groupby(['season', 'team_id']).size()
+    return int(counts.mode().max()) if len(counts) else NBA_REGULAR_SEASON_GAMES
+
+def unplayed_games(team_games:pd.DataFrame, # canonical team_games (the games played)
+                   schedule:pd.DataFrame,   # canonical schedule (games scheduled, played or not)
+                   as_of=None,              # count games played before this date only (default: every game in team_games)
+                  )->pd.DataFrame:
+    "The scheduled regular-season games not played (before `as_of`): per (season, home, away), the ones beyond those played."
+    sched = schedule[schedule.season_type == 'regular'].copy()
+    sched['game_date'] = to_game_date(sched.game_date).values
+    games = regular_games(team_games)
+    games = games[games.is_home.astype(bool)]
+    if as_of is not None: games = games[games.game_date < pd.Timestamp(as_of)]
+    pair = ['season', 'home_team_id', 'away_team_id']
+    played = games.rename(columns={'team_id': 'home_team_id', 'opponent_team_id': 'away_team_id'}).groupby(pair).size()
+    sched = sched.sort_values(['game_date', 'game_id'], kind='stable')
+    order = sched.groupby(pair).cumcount().to_numpy()
+    done = played.reindex(pd.MultiIndex.from_frame(sched[pair])).fillna(0).to_numpy()
+    return sched[order >= done].reset_index(drop=True)
+
+def in_progress_seasons(team_games:pd.DataFrame,               # canonical team_games
+                        schedule:Optional[pd.DataFrame]=None,  # canonical schedule, if the data has one
+                       )->list[str]:
+    "Seasons whose regular season is not finished (see the rules above), in season order."
+    games = regular_games(team_games)
+    seasons = sorted(games.season.unique(), key=parse_season)
+    if not seasons: return []
+    scheduled = set() if schedule is None else set(schedule.season[schedule.season_type == 'regular'])
+    out = set(unplayed_games(team_games, schedule).season) & set(seasons) if scheduled else set()
+    latest = seasons[-1]
+    if latest not in scheduled and not team_games.season_type[team_games.season == latest].isin(['playoffs', 'play_in']).any():
+        per_team = games[games.season == latest].groupby('team_id').size()
+        if per_team.min() < full_season_games(team_games): out.add(latest)
+    return [s for s in seasons if s in out]
+
 # %% ../nbs/03_targets.ipynb #3c8da5d5
 LABELS = {'rest_of_season': 'y_rest_of_season', 'final_rank': 'y_final_rank', 'playoff_outcome': 'y_playoff_outcome'}
 
 def attach_labels(rows:pd.DataFrame,       # rows with season, as_of, team_id
                   team_games:pd.DataFrame, # canonical team_games
+                  schedule:Optional[pd.DataFrame]=None, # canonical schedule, if any (finds seasons in progress)
                  )->pd.DataFrame:
-    "`rows` with y_rest_of_season, y_final_rank, y_playoff_outcome (higher = stronger, NaN where unknown)."
+    "`rows` with y_rest_of_season, y_final_rank, y_playoff_outcome (higher = stronger, NaN where unknown or in progress)."
     final = final_win_pct(team_games).rename(columns={'final_win_pct': 'y_final_rank'})
     playoffs = playoff_series(team_games)[['season', 'team_id', 'playoff_outcome']].rename(
         columns={'playoff_outcome': 'y_playoff_outcome'})
     out = rows.drop(columns=[c for c in LABELS.values() if c in rows.columns])
     out = out.assign(y_rest_of_season=rest_of_season(team_games, rows))
     out = out.merge(final, on=['season', 'team_id'], how='left').merge(playoffs, on=['season', 'team_id'], how='left')
+    out.loc[out.season.isin(in_progress_seasons(team_games, schedule)), list(LABELS.values())] = np.nan
     return out
