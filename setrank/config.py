@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 # %% auto #0
 __all__ = ['SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig', 'PathsConfig', 'DataConfig', 'ReproConfig',
            'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig', 'StackingConfig', 'OutputConfig',
-           'ParamSpace', 'SweepConfig', 'Config', 'get_path', 'set_path', 'deep_merge', 'read_yaml',
+           'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path', 'set_path', 'deep_merge', 'read_yaml',
            'format_validation_error', 'validate_config', 'load_config', 'config_hash', 'config_yaml', 'parse_season',
            'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons']
 
@@ -130,6 +130,18 @@ class OutputConfig(_Section):
     odds_simulations: int = Field(20000, ge=100)
     plots: bool = True
 
+class ForecastConfig(_Section):
+    "`setrank forecast`: how many simulations of the rest of a season, and the dates its backtest forecasts from."
+    simulations: int = Field(10000, ge=1, le=1_000_000)
+    backtest_dates: list[str] = Field(default_factory=lambda: ['12-01', '01-15', '03-01'], min_length=1)
+
+    @model_validator(mode='after')
+    def _check(self):
+        import re
+        bad = [d for d in self.backtest_dates if not re.fullmatch(r'(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])', d)]
+        if bad: raise ValueError(f'backtest_dates must be MM-DD dates such as 01-15, got {bad}')
+        return self
+
 class ParamSpace(_Section):
     "One swept parameter: an int or float range, or a list of choices."
     type: Literal['int', 'float', 'categorical']
@@ -165,6 +177,7 @@ class Config(_Section):
     model_b: ModelBConfig = Field(default_factory=ModelBConfig)
     stacking: StackingConfig = Field(default_factory=StackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @model_validator(mode='after')

@@ -244,21 +244,19 @@ def full_season_games(team_games:pd.DataFrame)->int:
     return int(counts.mode().max()) if len(counts) else NBA_REGULAR_SEASON_GAMES
 
 def unplayed_games(team_games:pd.DataFrame, # canonical team_games (the games played)
-                   schedule:pd.DataFrame,   # canonical schedule (games scheduled, played or not)
+                   schedule:pd.DataFrame,   # canonical schedule: the season's games, or only those still to play
                    as_of=None,              # count games played before this date only (default: every game in team_games)
                   )->pd.DataFrame:
-    "The scheduled regular-season games not played (before `as_of`): per (season, home, away), the ones beyond those played."
+    "The scheduled regular-season games not played (before `as_of`): matched by game_id, or by date, home and away team."
     sched = schedule[schedule.season_type == 'regular'].copy()
     sched['game_date'] = to_game_date(sched.game_date).values
     games = regular_games(team_games)
     games = games[games.is_home.astype(bool)]
     if as_of is not None: games = games[games.game_date < pd.Timestamp(as_of)]
-    pair = ['season', 'home_team_id', 'away_team_id']
-    played = games.rename(columns={'team_id': 'home_team_id', 'opponent_team_id': 'away_team_id'}).groupby(pair).size()
-    sched = sched.sort_values(['game_date', 'game_id'], kind='stable')
-    order = sched.groupby(pair).cumcount().to_numpy()
-    done = played.reindex(pd.MultiIndex.from_frame(sched[pair])).fillna(0).to_numpy()
-    return sched[order >= done].reset_index(drop=True)
+    played = pd.MultiIndex.from_arrays([games.game_date, games.team_id.astype('int64'), games.opponent_team_id.astype('int64')])
+    key = pd.MultiIndex.from_arrays([sched.game_date, sched.home_team_id.astype('int64'), sched.away_team_id.astype('int64')])
+    done = sched.game_id.isin(set(games.game_id)).to_numpy() | key.isin(played)
+    return sched[~done].sort_values(['game_date', 'game_id'], kind='stable').reset_index(drop=True)
 
 def in_progress_seasons(team_games:pd.DataFrame,               # canonical team_games
                         schedule:Optional[pd.DataFrame]=None,  # canonical schedule, if the data has one
