@@ -34,7 +34,7 @@ def _data_import(args)->int:
 def _data_fetch(args)->int:
     from setrank.data import fetch_seasons
     cache = Path(load_config(args.config).paths.cache)/'nba_api'
-    print(fetch_seasons(args.seasons, _db(args), cache_dir=cache, refresh=args.refresh))
+    print(fetch_seasons(args.seasons, _db(args), cache_dir=cache, refresh=args.refresh, schedule=not args.no_schedule))
     return 0
 
 def _data_synth(args)->int:
@@ -131,6 +131,28 @@ def _explain(args)->int:
     print(f'{out}/explain.md  (SHAP, Integrated Gradients and attention ablation, with figures)')
     return 0
 
+# %% ../nbs/14_cli.ipynb #81dcc54d
+def _forecast(args)->int:
+    from setrank.forecast import forecast_command
+    out, fc = forecast_command(_cfg(args), as_of=args.as_of, run=args.run, n_sims=args.sims, seed=args.seed,
+                               progress=not args.quiet)
+    top = fc.teams.sort_values(['title_odds', 'playoff_odds'], ascending=False).head(5)
+    print(f'\n{fc.season} as of {fc.as_of.date()}, {fc.simulations:,} simulations ({fc.schedule.note})')
+    for r in top.itertuples():
+        print(f'  {r.team:<4} {r.wins}-{r.losses}  projected {r.projected_wins:5.1f} wins  playoffs {r.playoff_odds:6.1%}  title {r.title_odds:6.1%}')
+    print(f'\n{out}/forecast.md  (the table)\n{out}/forecast.json\n{out}/forecast.png')
+    return 0
+
+def _forecast_backtest(args)->int:
+    from setrank.config import season_range
+    from setrank.forecast import forecast_backtest, format_forecast_backtest
+    dates = args.dates.split(',') if args.dates else None
+    out, table = forecast_backtest(_cfg(args), season_range(args.seasons), backtest_dir=args.backtest, dates=dates,
+                                   n_sims=args.sims, seed=args.seed, progress=not args.quiet)
+    print(format_forecast_backtest(table))
+    print(f'\n{out}/forecast_backtest.md, {out}/forecast_backtest.csv')
+    return 0
+
 # %% ../nbs/14_cli.ipynb #1cec03f6
 def _sweep_run(args)->int:
     from setrank.sweep import run_sweep
@@ -163,6 +185,7 @@ _EPILOG = textwrap.dedent('''\
     Typical use:
       setrank run                          # synthetic league -> features -> models -> predictions -> evaluation
       setrank data import ../shared/data/nba && setrank run --data db
+      setrank forecast --data db           # as of today: projected wins, playoff and title odds
       setrank config show --config my.yaml # the merged, validated configuration
 
     Every command accepts --config FILE: a YAML file merged over the packaged defaults (setrank/defaults.yaml).
@@ -208,11 +231,14 @@ def build_parser()->argparse.ArgumentParser:
                        description='Validate and import a folder of canonical tables (teams, team_games, player_games, '
                                    'player_dnp; parquet or CSV). The shared real data is one such folder.')
     imp.add_argument('path', metavar='PATH', help='folder holding the table files')
-    fetch = _data_parser('fetch', _data_fetch, help='download game logs from stats.nba.com (nba_api)',
-                         description='Fetch regular-season and playoff game logs through nba_api, caching raw '
-                                     'responses per season under paths.cache/nba_api, and store them.')
+    fetch = _data_parser('fetch', _data_fetch, help='download game logs and the schedule from stats.nba.com (nba_api)',
+                         description='Fetch regular-season and playoff game logs and each season\'s league schedule '
+                                     '(ScheduleLeagueV2: the games still to play, for `setrank forecast`) through nba_api, '
+                                     'caching raw responses per season under paths.cache/nba_api, and store them.')
     fetch.add_argument('--seasons', required=True, metavar='A:B', help='season range such as 2015-16:2023-24')
-    fetch.add_argument('--refresh', action='store_true', help='ignore cached responses and download again')
+    fetch.add_argument('--refresh', action='store_true', help='ignore cached responses and download again (a season '
+                       'in progress: new games, rescheduled dates)')
+    fetch.add_argument('--no-schedule', action='store_true', help='do not fetch the league schedule')
     syn = _data_parser('synth', _data_synth, help='build the synthetic league (with ground truth) into the store',
                        description='Simulate a league with known player impacts and team strengths and store it.')
     syn.add_argument('--seasons', type=int, metavar='N', help='number of seasons (default: data.synth_seasons)')
@@ -266,6 +292,39 @@ def build_parser()->argparse.ArgumentParser:
     bt.add_argument('--seasons', required=True, metavar='A:B', help='test seasons, e.g. 2019-20:2023-24')
     bt.add_argument('--quiet', action='store_true', help='no progress bars')
     bt.set_defaults(handler=_backtest)
+
+    fc = sub.add_parser('forecast', help='rank today: projected wins, playoff, seed and title odds for a season in progress',
+                        description='Rank every team as of a date with the trained models, then simulate the rest of '
+                                    'the regular season (the schedule table, the real games of a finished season, or the '
+                                    'NBA\'s scheduling formula, flagged), the tiebreaks, the play-in and the playoffs, '
+                                    'N times. Writes runs/forecast_<season>_<date>/forecast.json, forecast.md and '
+                                    'forecast.png. Without --run, the pipeline is first trained on the seasons before '
+                                    'the forecast season (a new runs/run_NNN, reusable with --run).')
+    _add_config_arg(fc); _add_data_arg(fc)
+    fc.add_argument('--as-of', metavar='DATE', help='count the games before DATE, YYYY-MM-DD (default: the day after '
+                    'the last game in the store)')
+    fc.add_argument('--run', metavar='RUN', help='a finished run folder (or its name under paths.runs) whose models were '
+                    'trained before the forecast season (default: train one)')
+    fc.add_argument('--sims', type=int, metavar='N', help='simulations (default: forecast.simulations, 10,000)')
+    fc.add_argument('--seed', type=int, metavar='S', help='random seed (default: repro.seed); same seed, same forecast')
+    fc.add_argument('--quiet', action='store_true', help='no progress bars')
+    fc.set_defaults(handler=_forecast)
+    fc_sub = fc.add_subparsers(dest='forecast_command', metavar='ACTION', required=False)
+    fb = fc_sub.add_parser('backtest', help='score the forecast from fixed dates of each test season against what happened',
+                           description='For each test season of a `setrank backtest` folder and each date (default: '
+                                       'forecast.backtest_dates, 1 Dec, 15 Jan, 1 Mar): projected wins against the real '
+                                       'final wins (MAE, RMSE), playoff odds (Brier, log loss), title odds (log loss) and '
+                                       'the game model on the remaining games (accuracy, log loss), for setrank and the '
+                                       'baselines W-L extrapolation and regressed point differential. Run '
+                                       '`setrank backtest --seasons A:B` first.')
+    _add_config_arg(fb); _add_data_arg(fb)
+    fb.add_argument('--seasons', required=True, metavar='A:B', help='test seasons of the backtest, e.g. 2019-20:2023-24')
+    fb.add_argument('--backtest', metavar='DIR', help='the backtest folder (default: paths.runs/backtest_A_B)')
+    fb.add_argument('--dates', metavar='MM-DD,...', help='forecast dates, e.g. 12-01,01-15,03-01')
+    fb.add_argument('--sims', type=int, metavar='N', help='simulations per forecast (default: forecast.simulations)')
+    fb.add_argument('--seed', type=int, metavar='S', help='random seed (default: repro.seed)')
+    fb.add_argument('--quiet', action='store_true', help='no progress messages')
+    fb.set_defaults(handler=_forecast_backtest)
 
     ex = sub.add_parser('explain', help='explain a run or sweep combo: SHAP, Integrated Gradients, attention ablation',
                         description='Run the papermill explain report (nbs/reports/explain.ipynb) for a run folder, a '

@@ -17,9 +17,9 @@ from .files import atomic_write
 # %% auto #0
 __all__ = ['OBJECTIVES', 'SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir',
            'latest_run_dir', 'StageTimer', 'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store',
-           'load_league', 'run_features', 'playoff_scores', 'headline_metrics', 'RunResult', 'run_pipeline', 'train_a',
-           'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report', 'format_headline',
-           'format_backtest', 'RunArtifacts', 'load_run']
+           'load_league', 'run_features', 'playoff_scores', 'headline_metrics', 'RunResult', 'write_in_progress_report',
+           'run_pipeline', 'train_a', 'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report',
+           'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #bc897a2f
 def write_json(path:Union[str, Path], obj:Any)->Path:
@@ -188,6 +188,26 @@ def _base_frame(fs, scores:dict, target_col:str):
     from setrank.stacking import oof_frame
     return oof_frame(fs, scores, target_col)
 
+# %% ../nbs/13_pipeline.ipynb #c8670f5d
+def write_in_progress_report(run_dir:Path,          # the run folder
+                             season:str,            # the test season, still being played
+                             validation:dict,       # validation headline metrics (finished seasons)
+                             validation_seasons:list, # which seasons those are
+                             stack:Optional[dict]=None, # the stack's record
+                            )->Path:
+    "eval_report.json/.md of a run whose test season is in progress: no test metrics, the forecast season named."
+    note = (f'{season} is in progress (its regular season is not finished): its rest of season, final standings and '
+            f'playoffs are unknown, so it is predicted but not evaluated. The evaluation covers finished seasons only. '
+            f'Forecast it with `setrank forecast --run {Path(run_dir).name}`.')
+    report = {'schema_version': 1, 'run_id': Path(run_dir).name, 'forecast_season': season, 'evaluated_seasons': [],
+              'note': note, 'validation_seasons': list(validation_seasons), 'validation': validation, 'stack': stack,
+              'results': [], 'summary': [], 'comparisons': [], 'odds': [], 'skipped': []}
+    write_json(Path(run_dir)/'eval_report.json', report)
+    cells = ' | '.join(f'{k} {v}' for k, v in validation.items())
+    atomic_write(Path(run_dir)/'eval_report.md', f'# Evaluation: {Path(run_dir).name}\n\n**Forecast season: {season} '
+                 f'(in progress; not evaluated).** {note}\n\nValidation ({", ".join(validation_seasons)}, finished): {cells}\n')
+    return Path(run_dir)/'eval_report.md'
+
 # %% ../nbs/13_pipeline.ipynb #cf2b458e
 def run_pipeline(cfg:Config,                             # the merged config
                  run_dir:Union[str, Path, None]=None,    # where to write (default: the next runs/run_NNN)
@@ -204,6 +224,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     from setrank.predict import (build_predictions, write_predictions, game_score_diffs, calibrate_scale,
                                  OddsCalibration)
     from setrank.evaluate import write_eval_report, horizon_rows
+    from setrank.targets import in_progress_seasons
 
     timer = StageTimer()
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.paths.runs)
@@ -230,6 +251,11 @@ def run_pipeline(cfg:Config,                             # the merged config
                            f'fold; the data has {available}')
     say(f'seasons: train {split.train[0]}..{split.train[-1]}, validation {split.validation}, test {split.test}; '
         f'out-of-fold {oof_seasons}')
+    in_progress = in_progress_seasons(tables['team_games'], tables.get('schedule'))
+    forecast_season = split.test if split.test in in_progress else None
+    if forecast_season:
+        say(f'{forecast_season} is in progress (regular season not finished): it is predicted, not evaluated; the '
+            f'evaluation covers finished seasons only (`setrank forecast` simulates the rest of it)')
 
     with stage('out_of_fold'):
         oof_a = oof_model_a(fs, oof_seasons, cfg, out_dir=None, progress=False)
@@ -285,7 +311,9 @@ def run_pipeline(cfg:Config,                             # the merged config
                                   cfg.training.horizons, split.validation, playoff=val_playoff)
     test_metrics = headline_metrics(rows.iloc[test_pos], test.ensemble.to_numpy(), cfg.training.target,
                                     cfg.training.horizons, [split.test], playoff=test.playoff.to_numpy())
-    if evaluate:
+    if evaluate and forecast_season:
+        with stage('evaluate'): write_in_progress_report(run_dir, forecast_season, validation, split.validation, stack.to_dict())
+    elif evaluate:
         with stage('evaluate'):
             test_rows = rows.iloc[test_pos].reset_index(drop=True)
             report = evaluate_scores(cfg, fingerprint, test_rows, test, available, run_dir.name, [pred_path])
@@ -300,7 +328,8 @@ def run_pipeline(cfg:Config,                             # the merged config
     write_manifest(run_dir, cfg, fingerprint, timer.seconds, split=split.model_dump(), oof_seasons=oof_seasons,
                    stack=dict(combiner=stack.combiner, coefficients=stack.coefficients, alpha=stack.alpha),
                    model_a=dict(best_epoch=history.get('best_epoch'), epochs_run=len(history['epochs'])),
-                   validation=validation, test=test_metrics)
+                   validation=validation, test=test_metrics, in_progress_seasons=in_progress,
+                   forecast_season=forecast_season)
     say(f'{run_dir}: validation Spearman {validation["spearman"]}, test Spearman {test_metrics["spearman"]} '
         f'({sum(timer.seconds.values()):.0f} s)')
     return RunResult(run_dir, cfg, split, validation, test_metrics, dict(timer.seconds))
@@ -366,6 +395,9 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     from setrank.evaluate import write_eval_report
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
+    if manifest.get('forecast_season'):
+        return write_in_progress_report(run_dir, manifest['forecast_season'], manifest.get('validation') or {},
+                                        manifest['split']['validation'], manifest.get('stack'))
     scores = pd.read_parquet(run_dir/'scores.parquet')
     rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
     report = evaluate_scores(cfg, fingerprint, rows, scores, list(fs.rows.season.astype(str).unique()), run_dir.name,
