@@ -221,6 +221,13 @@ def test_forecast_backtest_end_to_end_on_the_synthetic_league(tmp_path):
     assert set(table.method) == {'setrank', 'win_pct', 'point_diff_regressed'} and set(table.date) == {'12-01', '01-15', '03-01'}
     assert (table.wins_rmse > 0).all() and table.game_accuracy.between(0.5, 1).all()
     assert 'wins_rmse' in r.stdout
+    # the report notebook runs on it through papermill
+    papermill = Path(sys.executable).parent/'papermill'
+    nb = Path(__file__).resolve().parents[1]/'nbs'/'reports'/'forecast.ipynb'
+    p = subprocess.run([str(papermill), str(nb), str(tmp_path/'report.ipynb'), '-k', 'python3', '--cwd', str(tmp_path),
+                        '-p', 'backtest_dir', 'runs/backtest_2022-23_2022-23'], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'mid-January RMSE: setrank' in (tmp_path/'report.ipynb').read_text()
 
 # --- real data: the season in progress on 2024-01-15 ------------------------------------------------------------------
 
