@@ -6,7 +6,8 @@ import pytest
 from setrank.config import SetrankError, TrainingConfig
 from setrank.data import import_folder, schedule_from_league_schedule, load_tables, write_store, SCHEDULE_SCHEMA
 from setrank.forecast import (cut_tables, write_folder, season_state, remaining_schedule, forecast_season, match_ratings,
-                              conference_standings, play_in, tiebreak_order, run_strength, SeasonState, RemainingSchedule)
+                              conference_standings, play_in, tiebreak_order, run_strength, SeasonState, RemainingSchedule,
+                              forecast_document, forecast_markdown)
 from setrank.synthetic import synth_league
 from setrank.targets import in_progress_seasons
 
@@ -144,6 +145,11 @@ def test_without_a_schedule_the_formula_is_used_and_flagged(league, mid):
     remaining = remaining_schedule(cut, season_state(cut, season, as_of))
     assert remaining.approximated and 'approximated' in remaining.note
     assert len(remaining.games) == (cut_tables(league, as_of)['schedule'].season_type == 'regular').sum()
+    state = season_state(cut, season, as_of)
+    fc = forecast_season(state, remaining, np.zeros(30), 0.3, 200, seed=0)
+    doc = forecast_document(fc)
+    assert doc['schedule']['source'] == 'formula' and doc['schedule']['approximated'] is True
+    assert '**Approximated schedule**' in forecast_markdown(fc)
 
 def test_a_run_trained_on_the_forecast_season_is_refused(tmp_path):
     run = tmp_path/'run_009'; run.mkdir()
