@@ -12,6 +12,7 @@ from setrank.synthetic import synth_league
 from setrank.targets import in_progress_seasons
 
 FIXTURES = Path(__file__).parent/'fixtures'/'nba_api'
+SCHEDULE = Path(__file__).parent/'fixtures'/'nba_api_schedule'/'scheduleleaguev2_2023-24.json'
 SETRANK = str(Path(sys.executable).parent/'setrank')
 SMALL = ('stacking: {oof_seasons: 1}\nmodel_a: {epochs: 3}\nmodel_b: {rf: {n_estimators: 30}}\n'
          'output: {odds_simulations: 2000}\nforecast: {simulations: 2000}\n')
@@ -53,7 +54,7 @@ def test_schedule_import_errors_name_file_column_and_row_and_keep_the_store(leag
         assert sha(db) == before
 
 def test_nba_api_schedule_fixture_maps_to_the_canonical_table():
-    payload = json.loads((FIXTURES/'scheduleleaguev2_2023-24.json').read_text())
+    payload = json.loads(SCHEDULE.read_text())
     from nba_api.stats.endpoints._parsers.scheduleleaguev2 import NBAStatsScheduleLeagueV2Parser
     assert len(NBAStatsScheduleLeagueV2Parser(payload).get_data_sets()['SeasonGames']['data']) == 14  # nba_api reads it
     s = schedule_from_league_schedule(payload, 'fixture')
@@ -70,7 +71,7 @@ def test_fetched_schedule_against_box_scores_finds_the_games_left():
     from setrank.targets import unplayed_games
     logs = {k: json.loads((FIXTURES/f'leaguegamelog_2023-24_regular_{k}.json').read_text()) for k in ('team', 'player')}
     tables = tables_from_game_logs(game_log_frame(logs['team']), game_log_frame(logs['player']))
-    sched = schedule_from_league_schedule(json.loads((FIXTURES/'scheduleleaguev2_2023-24.json').read_text()))
+    sched = schedule_from_league_schedule(json.loads(SCHEDULE.read_text()))
     left = unplayed_games(tables['team_games'], sched)
     assert '0022300061' not in set(left.game_id) and len(left) == 8           # 10 regular games, 2 in the box scores
 
