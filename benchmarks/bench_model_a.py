@@ -3,7 +3,7 @@
 Real data: 9 seasons; a run trains on 7 (~165 as-of dates × 2 conference lists of 15 teams each), validates on 1.
 The toy here has the same shape: 9 seasons × 165 dates × 30 teams, rosters of 12, 30 player features.
 Budget (DESIGN §10 / issue): < 3 min for cfg.model_a.epochs = 23 with training.as_of_stride = 2 on 2 CPU cores.
-`--threads` sets torch's intra-op threads for the run (train_model_a's `cpu_threads`; its default is 1).
+`--threads` sets torch's intra-op threads for the run (config `model_a.cpu_threads`; its default is 1).
 
 Each configuration runs in a fresh subprocess, so its peak memory (max RSS) is its own. Early stopping is disabled
 (patience = epochs) so every configuration runs all epochs: the worst case.
@@ -37,10 +37,10 @@ def child(spec:dict)->dict:
     build_s = time.perf_counter() - t0
     seasons = sorted(fs.rows.season.unique())
     split = SeasonSplit(train=seasons[:7], validation=[seasons[7]], test=seasons[8])
-    cfg = load_config(overrides={'model_a.epochs': spec['epochs'], 'model_a.patience': spec['epochs'],
+    cfg = load_config(overrides={'model_a.cpu_threads': spec['threads'], 'model_a.epochs': spec['epochs'], 'model_a.patience': spec['epochs'],
                                  'model_a.sigma_reparam': spec['sigma_reparam'], 'model_a.device': 'cpu'})
     t0 = time.perf_counter()
-    model, history = train_model_a(fs, split, cfg, progress=False, cpu_threads=spec['threads'])
+    model, history = train_model_a(fs, split, cfg, progress=False)
     train_s = time.perf_counter() - t0
     epoch_s = [e['seconds'] for e in history['epochs']]
     lists = sum(e['lists'] for e in history['epochs'])
@@ -62,14 +62,14 @@ def synthetic_quality(spec:dict)->dict:
     from setrank.synthetic import synth_league
     from setrank.baselines import mean_list_spearman
     from setrank.model_a import attention_precision, predict_model_a, train_model_a, training_lists
-    cfg = load_config(overrides={'model_a.device': 'cpu', 'model_a.sigma_reparam': spec['sigma_reparam']})
+    cfg = load_config(overrides={'model_a.cpu_threads': spec['threads'], 'model_a.device': 'cpu', 'model_a.sigma_reparam': spec['sigma_reparam']})
     t0 = time.perf_counter()
     tables = synth_league(n_seasons=cfg.data.synth_seasons, seed=cfg.data.synth_seed)
     fs = build_features(tables, cfg.training)
     data_s = time.perf_counter() - t0
     split = resolve_seasons(cfg.seasons, list(fs.rows.season.unique()))
     t0 = time.perf_counter()
-    model, history = train_model_a(fs, split, cfg, progress=False, cpu_threads=spec['threads'])
+    model, history = train_model_a(fs, split, cfg, progress=False)
     train_s = time.perf_counter() - t0
     rows = fs.rows
     truth = tables['truth_team_strength'].query('season_type == "regular"')
@@ -131,7 +131,7 @@ def real_quality(spec:dict)->dict:
     from setrank.features import build_features
     from setrank.model_a import predict_model_a, train_model_a
     data = Path(os.environ.get('SETRANK_NBA_DATA', Path(__file__).resolve().parents[2]/'shared'/'data'/'nba'))
-    cfg = load_config(overrides={'model_a.device': 'cpu', 'training.as_of_stride': 1})
+    cfg = load_config(overrides={'model_a.cpu_threads': spec['threads'], 'model_a.device': 'cpu', 'training.as_of_stride': 1})
     t0 = time.perf_counter()
     tables, _ = read_folder(data)
     with tempfile.TemporaryDirectory() as cache: fs = build_features(tables, cfg.training, cache_dir=cache)
@@ -139,7 +139,7 @@ def real_quality(spec:dict)->dict:
     seasons = sorted(s for s in fs.rows.season.unique() if s <= '2021-22')
     split = SeasonSplit(train=seasons, validation=['2022-23'], test='2023-24')
     t0 = time.perf_counter()
-    model, history = train_model_a(fs, split, cfg, progress=False, cpu_threads=spec['threads'])
+    model, history = train_model_a(fs, split, cfg, progress=False)
     train_s = time.perf_counter() - t0
     rows, out = fs.rows, []
     for h in [0.25, 0.5, 0.75]:

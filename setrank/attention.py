@@ -154,3 +154,14 @@ class SetAttention(nn.Module):
         v = self.v_proj(x).view(t, p, self.heads, self.head_dim).float().masked_fill(mask[:, :, None, None], 0)
         pooled = torch.einsum('thp,tphd->thd', weights, v).reshape(t, self.dim)
         return AttentionOutput(pooled, weights, weights.mean(1), used_fallback.any(1))
+
+    def pool_with(self, x:torch.Tensor,        # (teams, players, dim) encoded players
+                  mask:torch.Tensor,           # (teams, players) True where the slot is padding
+                  weights:torch.Tensor,        # (teams, players) fixed weights (rows sum to 1, 0 on padding)
+                 )->AttentionOutput:
+        "Pool the value projections with given weights in every head (the ablation of attention: minutes or a plain mean)."
+        t, p, _ = x.shape
+        w = weights.float().masked_fill(mask, 0)[:, None, :].expand(t, self.heads, p)
+        v = self.v_proj(x).view(t, p, self.heads, self.head_dim).float().masked_fill(mask[:, :, None, None], 0)
+        pooled = torch.einsum('thp,tphd->thd', w, v).reshape(t, self.dim)
+        return AttentionOutput(pooled, w, w.mean(1), torch.zeros(t, dtype=torch.bool, device=x.device))

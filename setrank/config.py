@@ -73,7 +73,7 @@ class TrainingConfig(_Section):
 class ModelAConfig(_Section):
     "Model A, the roster Deep Set with set attention, and its training."
     epochs: int = Field(23, ge=1, le=1000)
-    learning_rate: float = Field(0.002, gt=0, le=1)
+    learning_rate: float = Field(0.0005, gt=0, le=1)
     weight_decay: float = Field(1e-5, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     heads: int = Field(4, ge=1, le=16)
@@ -85,6 +85,13 @@ class ModelAConfig(_Section):
     fallback: Literal['minutes', 'uniform'] = 'minutes'
     skip_feature: Optional[str] = 'rating'
     team_context: bool = False
+    value_head: bool = False
+    pooling: Literal['attention', 'minutes', 'mean'] = 'attention'
+    game_weight: float = Field(0.0, ge=0)
+    availability_weight: float = Field(0.0, ge=0)
+    id_dropout: float = Field(0.1, ge=0, lt=1)
+    embedding_lr_scale: float = Field(0.1, gt=0, le=10)
+    cpu_threads: Optional[int] = Field(1, ge=1)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(6, ge=1)
     lists_per_batch: int = Field(32, ge=1)

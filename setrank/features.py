@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 from .config import SetrankError, TrainingConfig, parse_season
-from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key,
+from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
                              attach_labels, final_win_pct)
 
 # %% auto #0
@@ -23,8 +23,8 @@ __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLA
            'FeatureSchema', 'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings',
            'srs_by_cut', 'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters',
            'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features',
-           'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
-           'save_features', 'load_features', 'build_features']
+           'future_minutes', 'game_results', 'compute_features', 'Standardizer', 'fingerprint_tables',
+           'feature_code_hash', 'features_key', 'save_features', 'load_features', 'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -65,7 +65,7 @@ class SortedLog:
         return (self.cum[name][hi] - self.cum[name][lo])/FIXED_POINT
 
 # %% ../nbs/04_features.ipynb #d38e5c13
-FEATURE_CODE_VERSION = 'features-3'  # bump whenever a feature's definition changes: it is part of the cache key
+FEATURE_CODE_VERSION = 'features-4'  # bump whenever a feature's definition changes: it is part of the cache key
 
 PLAYER_WINDOW_FEATURES = ('minutes', 'pts_per36', 'reb_per36', 'ast_per36', 'stl_per36', 'blk_per36', 'tov_per36',
                           'fg3a_per36', 'ts_pct', 'usage', 'plus_minus_per36', 'starter_share', 'missed_share',
@@ -106,6 +106,8 @@ class FeatureSet:
     minutes: np.ndarray      # (N, P) float32 recent minutes per team game, 0 in padded slots
     mask: np.ndarray         # (N, P) bool, True = padded slot
     schema: FeatureSchema
+    future_minutes: Optional[np.ndarray] = None # (N, P) float32 label: minutes per remaining team game (never an input)
+    games: Optional[pd.DataFrame] = None        # label: one row per regular-season game (`game_results`)
 
     def __len__(self): return len(self.rows)
 
@@ -117,7 +119,8 @@ class FeatureSet:
         "The rows at `index` (a boolean mask or integer positions), arrays sliced alike."
         index = np.flatnonzero(np.asarray(index)) if np.asarray(index).dtype == bool else np.asarray(index)
         return FeatureSet(self.rows.iloc[index].reset_index(drop=True), self.player_ids[index], self.player_x[index],
-                          self.minutes[index], self.mask[index], self.schema)
+                          self.minutes[index], self.mask[index], self.schema,
+                          None if self.future_minutes is None else self.future_minutes[index], self.games)
 
 # %% ../nbs/04_features.ipynb #35a3467b
 _PLAYER_COLUMNS = ['game_id', 'game_date', 'season', 'season_type', 'team_id', 'player_id', 'minutes', 'starter',
@@ -605,6 +608,31 @@ def schedule_features(league:League,       # prepared tables
         out.iloc[at, 1] = np.where(has, home_left[k, team]/np.maximum(n_left[k, team], 1), 0.5)
     return out
 
+# %% ../nbs/04_features.ipynb #7184d56c
+def future_minutes(logs:dict,            # sorted logs from `_logs`
+                   chosen:pd.DataFrame,   # selected (row, player) pairs (pcode, tcode, year, day) from `select_rosters`
+                  )->np.ndarray:          # (len(chosen),) minutes per remaining team game, 0 when none remain
+    "Each selected player's regular-season minutes for his team on or after the cut, per remaining team game."
+    p, tcode, year, day = (chosen[c].to_numpy() for c in ['pcode', 'tcode', 'year', 'day'])
+    y0, n_years, n_teams = logs['y0'], logs['n_years'], logs['n_teams']
+    g = (p*n_teams + tcode)*n_years + year - y0
+    log = logs['player_team_season']
+    minutes = log.total('minutes', log.before(g, day), log.start(g + 1))
+    g = tcode*n_years + year - y0
+    log = logs['team_season']
+    return _div(minutes, log.total('games', log.before(g, day), log.start(g + 1)), 0.0)
+
+def game_results(team_games:pd.DataFrame, # canonical team_games
+                )->pd.DataFrame:
+    "One row per regular-season game: season, as_of (the game date), home_team_id, away_team_id, margin, neutral."
+    games = regular_games(team_games)
+    home = games[games.is_home.astype(bool) | games.neutral_site.astype(bool)].drop_duplicates('game_id')
+    return pd.DataFrame({'season': home.season.astype(str).to_numpy(), 'as_of': home.game_date.to_numpy(),
+                         'home_team_id': home.team_id.to_numpy('int64'),
+                         'away_team_id': home.opponent_team_id.to_numpy('int64'),
+                         'margin': (home.pts - home.opp_pts).to_numpy('float64'),
+                         'neutral': home.neutral_site.to_numpy(bool)}).sort_values(['as_of', 'home_team_id'], ignore_index=True)
+
 # %% ../nbs/04_features.ipynb #2db696c2
 ROW_COLUMNS = ['season', 'as_of', 'date_index', 'n_dates', 'team_id', 'team', 'conference']
 
@@ -631,6 +659,8 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     r, slot = chosen.row.to_numpy(), chosen.slot.to_numpy()
     player_x[r, slot] = player_features(league, chosen, logs, schema, ratings, in_season)
     minutes[r, slot], mask[r, slot], player_ids[r, slot] = chosen.recent_minutes.to_numpy(), False, ids
+    ahead = np.zeros((n, p), dtype='float32')
+    ahead[r, slot] = future_minutes(logs, chosen)
     out = rows[ROW_COLUMNS].copy()
     out = pd.concat([out, team_context(league, rows, logs)], axis=1)
     weight = minutes/np.maximum(minutes.sum(1, keepdims=True), 1e-9)
@@ -648,7 +678,7 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     out = out.astype({'date_index': 'int64', 'n_dates': 'int64', 'team_id': 'int64', 'games_played': 'int64'})
     for c in schema.team_features:
         if c != 'games_played': out[c] = out[c].astype('float64')
-    return FeatureSet(out, player_ids, player_x, minutes, mask, schema)
+    return FeatureSet(out, player_ids, player_x, minutes, mask, schema, ahead, game_results(league.team_games))
 
 # %% ../nbs/04_features.ipynb #8d3a4115
 @dataclass
@@ -746,7 +776,9 @@ def save_features(fs:FeatureSet,           # features to write
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
     try:
         fs.rows.to_parquet(tmp/'rows.parquet', index=False)
-        np.savez(tmp/'arrays.npz', player_ids=fs.player_ids, player_x=fs.player_x, minutes=fs.minutes, mask=fs.mask)
+        extra = {} if fs.future_minutes is None else {'future_minutes': fs.future_minutes}
+        np.savez(tmp/'arrays.npz', player_ids=fs.player_ids, player_x=fs.player_x, minutes=fs.minutes, mask=fs.mask, **extra)
+        if fs.games is not None: fs.games.to_parquet(tmp/'games.parquet', index=False)
         (tmp/'schema.json').write_text(json.dumps(fs.schema.to_dict(), indent=1))
         if path.exists(): shutil.rmtree(path)
         os.replace(tmp, path)
@@ -763,10 +795,13 @@ def load_features(path:Union[str, Path], # a folder written by `save_features`
     if not (path/'schema.json').exists(): raise SetrankError(f'no cached features in {path} (schema.json missing)')
     schema = FeatureSchema.from_dict(json.loads((path/'schema.json').read_text()))
     with np.load(path/'arrays.npz', allow_pickle=False) as a:
-        arrays = {k: a[k] for k in ['player_ids', 'player_x', 'minutes', 'mask']}
+        arrays = {k: a[k] for k in ['player_ids', 'player_x', 'minutes', 'mask', 'future_minutes'] if k in a.files}
     rows = pd.read_parquet(path/'rows.parquet')
     rows['as_of'] = rows.as_of.astype('datetime64[ns]')
-    return FeatureSet(rows, arrays['player_ids'], arrays['player_x'], arrays['minutes'], arrays['mask'], schema)
+    games = pd.read_parquet(path/'games.parquet') if (path/'games.parquet').exists() else None
+    if games is not None: games['as_of'] = games.as_of.astype('datetime64[ns]')
+    return FeatureSet(rows, arrays['player_ids'], arrays['player_x'], arrays['minutes'], arrays['mask'], schema,
+                      arrays.get('future_minutes'), games)
 
 # %% ../nbs/04_features.ipynb #9b867acd
 def build_features(tables:dict,                  # canonical tables: teams, team_games, player_games, player_dnp

@@ -13,17 +13,18 @@ from torch import nn
 from tqdm import tqdm
 from .config import Config, ModelAConfig, SeasonSplit, SetrankError, TrainingConfig, parse_season, season_key
 from .files import atomic_write
-from .attention import SetAttention, attention_entropy
+from .attention import SetAttention, attention_entropy, fallback_weights, minutes_share
 from .features import FeatureSchema, FeatureSet, Standardizer
 from .baselines import list_spearman, mean_list_spearman
 
 # %% auto #0
 __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATEAU_RTOL', 'PLATEAU_EPOCHS', 'CHECKPOINT_FORMAT',
-           'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize', 'listmle_loss', 'ModelAOutput',
-           'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs', 'model_inputs',
-           'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
+           'REST_DAYS_CAP_GAME', 'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize',
+           'listmle_loss', 'ModelAOutput', 'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs',
+           'model_inputs', 'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
            'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a', 'load_model_a',
-           'build_model_a', 'train_model_a', 'predict_model_a', 'oof_model_a', 'attention_precision']
+           'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'train_model_a', 'predict_model_a',
+           'oof_model_a', 'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
 @dataclass
@@ -56,6 +57,8 @@ def _toy_featureset(n_seasons:int=3,             # seasons, starting at `first_s
             hurt[d] = np.where(hurt[d - 1], u > 0.25, u < 0.03)
         avail = ~hurt
         minutes = base_minutes[squads]*avail*rng.uniform(0.85, 1.15, avail.shape)
+        ahead = np.cumsum(minutes[::-1], 0)[::-1] - minutes                          # minutes on later dates
+        ahead = ahead/np.maximum(np.arange(n_dates, -1, -1), 1)[:, None, None]          # ... per remaining date
         order = np.argsort(-minutes, -1, kind='stable')[..., :roster_size]            # the roster: top-P by minutes
         pick = lambda a: np.take_along_axis(a, order, -1)
         player = pick(np.broadcast_to(squads, minutes.shape)); m = pick(minutes)
@@ -73,6 +76,10 @@ def _toy_featureset(n_seasons:int=3,             # seasons, starting at `first_s
         seed_rank = pd.DataFrame({'c': conference, 'f': final}).groupby('c')['f'].rank(ascending=False).to_numpy()
         playoff = np.where(seed_rank <= 2, np.clip(3 - seed_rank + rng.integers(-1, 2, n_teams), 0, 4), -1)
         y_rest = future.copy(); y_rest[-1] = np.nan                                    # no games left at the end
+        pairs = np.stack([rng.permutation(n_teams) for _ in range(n_dates)])          # every team plays once a date
+        home, away = pairs[:, 0::2], pairs[:, 1::2]
+        d = np.arange(n_dates)[:, None]
+        margin = 4*(strength[d, home] - strength[d, away]) + 2 + rng.normal(0, 8, home.shape)
         blocks.append(dict(
             rows=pd.DataFrame({'season': season_key(first_season + s),
                 'as_of': pd.Timestamp(first_season + s, 10, 20) + pd.to_timedelta(date_index*2, unit='D'),
@@ -88,13 +95,18 @@ def _toy_featureset(n_seasons:int=3,             # seasons, starting at `first_s
             player_x=np.where(pad[..., None], 0, x).astype('float32').reshape(-1, roster_size, x.shape[-1]),
             minutes=np.where(pad, 0, m).astype('float32').reshape(-1, roster_size), mask=pad.reshape(-1, roster_size),
             impact=np.where(pad, 0, impact[player]).reshape(-1, roster_size), share=share.reshape(-1, roster_size),
-            strength=strength.ravel()))
+            strength=strength.ravel(), future_minutes=np.where(pad, 0, pick(ahead)).astype('float32').reshape(-1, roster_size),
+            games=pd.DataFrame({'season': season_key(first_season + s),
+                                'as_of': np.repeat(pd.Timestamp(first_season + s, 10, 20) + pd.to_timedelta(np.arange(n_dates)*2, unit='D'), n_teams//2),
+                                'home_team_id': home.ravel() + 1, 'away_team_id': away.ravel() + 1, 'margin': margin.ravel(),
+                                'neutral': False})))
     cat = lambda k: np.concatenate([b[k] for b in blocks])
     schema = FeatureSchema(windows=[15, 30], roster_size=roster_size,
                            player_features=['rating', 'minutes_recent'] + [f'noise_{i}' for i in range(n_noise_features)],
                            team_features=['win_pct_to_date', 'point_diff_to_date'], version='toy-1')
     return _ToyFeatureSet(rows=pd.concat([b['rows'] for b in blocks], ignore_index=True), player_ids=cat('player_ids'),
                           player_x=cat('player_x'), minutes=cat('minutes'), mask=cat('mask'), schema=schema,
+                          future_minutes=cat('future_minutes'), games=pd.concat([b['games'] for b in blocks], ignore_index=True),
                           truth=dict(impact=cat('impact'), contribution=cat('impact')*np.where(cat('mask'), 0, cat('share')),
                                      strength=cat('strength')))
 
@@ -197,12 +209,18 @@ class DeepSetRank(nn.Module):
                  minutes_threshold:float=1.0,       # the prior applies where the team's minutes sum exceeds this
                  fallback:str='minutes',            # 'minutes' | 'uniform' weights where attention is unusable
                  skip_index:Optional[int]=None,     # player feature pooled by the attention weights straight into the score
+                 value_head:bool=False,             # a learned per-player value, pooled with the skip feature by the same weights
+                 pooling:str='attention',           # 'attention' | 'minutes' | 'mean' (the last two: attention's ablations)
+                 game_head:bool=False,              # coefficients turning two teams' scores into a game margin
                 ):
         super().__init__()
         self.arch = dict(n_players=n_players, n_player_features=n_player_features, n_team_features=n_team_features,
                          embed_dim=embed_dim, hidden_dim=hidden_dim, heads=heads, dropout=dropout, id_dropout=id_dropout,
                          sigma_reparam=sigma_reparam, minutes_prior=minutes_prior, minutes_threshold=minutes_threshold,
-                         fallback=fallback, skip_index=skip_index)
+                         fallback=fallback, skip_index=skip_index, value_head=value_head, pooling=pooling,
+                         game_head=game_head)
+        if pooling not in ('attention', 'minutes', 'mean'):
+            raise ValueError(f"pooling must be 'attention', 'minutes' or 'mean', got {pooling!r}")
         self.skip_weight = nn.Parameter(torch.ones(())) if skip_index is not None else None
         self.embedding = nn.Embedding(n_players, embed_dim, padding_idx=PAD_INDEX) if embed_dim else None
         if self.embedding is not None:   # start near zero: an id adds only what training finds in it
@@ -213,6 +231,10 @@ class DeepSetRank(nn.Module):
                                       minutes_threshold=minutes_threshold, fallback=fallback)
         self.score_head = nn.Sequential(nn.Linear(hidden_dim + n_team_features, hidden_dim), nn.GELU(), nn.Dropout(dropout),
                                         nn.Linear(hidden_dim, 1))
+        self.value_head = nn.Linear(hidden_dim, 1) if value_head else None
+        if self.value_head is not None:   # zero at the start: the model begins as the attention-pooled skip feature
+            nn.init.zeros_(self.value_head.weight); nn.init.zeros_(self.value_head.bias)
+        self.game_coef = nn.Parameter(torch.tensor([1.0, 0.0, 0.0])) if game_head else None   # scale, home court, rest
         self.vocab: dict[str, int] = {}
         self.standardizer: Optional[Standardizer] = None
         self.feature_schema: dict[str, Any] = {}
@@ -232,15 +254,35 @@ class DeepSetRank(nn.Module):
                 player_index = player_index.masked_fill(drop, OOV_INDEX)
             parts.insert(0, self.embedding(player_index))
         h = self.encoder(torch.cat(parts, -1))
-        att = self.attention(h, mask, minutes)
+        att = self.attention(h, mask, minutes) if self.arch['pooling'] == 'attention' else \
+              self.attention.pool_with(h, mask, self.fixed_weights(minutes, mask))
         pooled = att.pooled
         if self.arch['n_team_features']:
             if team_x is None: raise ValueError('this model was built with team context features: pass team_x')
             pooled = torch.cat([pooled, team_x.to(pooled.dtype)], -1)
         score = self.score_head(pooled).squeeze(-1)
-        if self.skip_weight is not None:   # the attention-weighted roster value of one feature (the player rating)
+        if self.value_head is not None:    # each player's value: learned, plus the skip feature; pooled by the weights
+            value = self.value_head(h).squeeze(-1)
+            if self.skip_weight is not None: value = value + self.skip_weight*player_x[..., self.arch['skip_index']]
+            score = score + (att.mean_weights*value.masked_fill(mask, 0)).sum(-1)
+        elif self.skip_weight is not None: # the attention-weighted roster value of one feature (the player rating)
             score = score + self.skip_weight*(att.mean_weights*player_x[..., self.arch['skip_index']]).sum(-1)
         return ModelAOutput(score.float(), att.mean_weights, att.weights, att.fallback)
+
+    def fixed_weights(self, minutes:torch.Tensor, mask:torch.Tensor)->torch.Tensor:
+        "The weights of the ablations: each player's minutes share (`pooling='minutes'`) or a plain mean (`'mean'`)."
+        share, has_minutes = minutes_share(minutes, mask, self.arch['minutes_threshold'])
+        return fallback_weights(share, has_minutes, mask, 'minutes' if self.arch['pooling'] == 'minutes' else 'uniform')
+
+    def game_margin(self, home_score:torch.Tensor,  # (games,) the home team's score
+                    away_score:torch.Tensor,        # (games,) the away team's score
+                    home:torch.Tensor,              # (games,) 1 at home, 0 on a neutral floor
+                    rest_diff:torch.Tensor,         # (games,) home rest days minus away rest days (capped)
+                   )->torch.Tensor:                 # (games,) predicted home margin, in points
+        "The game head: scale·(score difference) + home court·home + rest·(rest difference)."
+        c = self.game_coef
+        if c is None: raise ValueError('this model was built without a game head (game_head=False)')
+        return c[0]*(home_score - away_score) + c[1]*home + c[2]*rest_diff
 
 # %% ../nbs/06_model_a.ipynb #0e9468a3
 def feature_schema_dict(schema)->dict:
@@ -462,6 +504,48 @@ def load_model_a(path:Union[str, Path],                   # a file written by `s
     if fs is not None: check_feature_schema(model.feature_schema, fs.schema, model.arch['n_team_features'] > 0, str(path))
     return model.to(device).eval()
 
+# %% ../nbs/06_model_a.ipynb #24865eff
+REST_DAYS_CAP_GAME = 3   # rest days beyond three add nothing to a game's margin
+
+class GamePairs(NamedTuple):
+    "Regular-season games as FeatureSet row positions, with their results."
+    home_row: np.ndarray   # (games,) row of the home team at the game's date
+    away_row: np.ndarray   # (games,) row of the away team
+    margin: np.ndarray     # (games,) home points minus away points
+    home: np.ndarray       # (games,) 1.0 at home, 0.0 on a neutral floor
+    rest_diff: np.ndarray  # (games,) home minus away rest days, each capped at REST_DAYS_CAP_GAME
+
+def game_pairs(fs:FeatureSet,            # FeatureSet with `games` (`setrank.features.game_results`)
+               seasons:Sequence[str],    # seasons to take
+              )->GamePairs:
+    "The games of `seasons` whose two teams both have a row at the game's date (empty without `fs.games`)."
+    empty = np.zeros(0, np.int64)
+    if fs.games is None or fs.games.empty: return GamePairs(empty, empty, *(np.zeros(0),)*3)
+    games = fs.games[fs.games.season.isin(list(seasons))]
+    key = pd.Series(np.arange(len(fs.rows)), index=pd.MultiIndex.from_arrays(
+        [pd.to_datetime(fs.rows.as_of).astype('datetime64[ns]'), fs.rows.team_id.astype('int64')]))
+    at = lambda team: key.reindex(pd.MultiIndex.from_arrays([pd.to_datetime(games.as_of).astype('datetime64[ns]'),
+                                                             games[team].astype('int64')])).to_numpy()
+    home, away = at('home_team_id'), at('away_team_id')
+    ok = np.isfinite(home) & np.isfinite(away)
+    home, away, games = home[ok].astype(np.int64), away[ok].astype(np.int64), games[ok]
+    rest = fs.rows['rest_days'].to_numpy(np.float64).clip(0, REST_DAYS_CAP_GAME) if 'rest_days' in fs.rows else np.zeros(len(fs.rows))
+    return GamePairs(home, away, games.margin.to_numpy(np.float64), (~games.neutral.to_numpy(bool)).astype(np.float64),
+                     rest[home] - rest[away])
+
+# %% ../nbs/06_model_a.ipynb #5ff90f19
+def availability_loss(weights:torch.Tensor,  # (teams, players) head-mean attention weights
+                      future:torch.Tensor,   # (teams, players) minutes per remaining team game (`FeatureSet.future_minutes`)
+                      keep:torch.Tensor,     # (teams,) bool: rows that count (real, with games left)
+                     )->torch.Tensor:        # scalar: mean KL(future share || weights) over kept rows, 0 if none
+    "How far the attention weights are from the share of the team's remaining minutes each player will play."
+    total = future.sum(1, keepdim=True)
+    keep = keep & (total[:, 0] > 0)
+    if not keep.any(): return weights.sum()*0
+    target = future[keep]/total[keep]
+    w = weights[keep].float().clamp(min=1e-8)
+    return (target*(torch.log(target.clamp(min=1e-8)) - torch.log(w))).sum(1).mean()
+
 # %% ../nbs/06_model_a.ipynb #affd8612
 logger = logging.getLogger('setrank.model_a')
 
@@ -469,11 +553,9 @@ def build_model_a(fs:FeatureSet,              # FeatureSet (its training rows de
                   train_rows:np.ndarray,      # positions of the training rows
                   mcfg:ModelAConfig,          # architecture settings
                   target:str,                 # training.target
-                  team_context:Optional[bool]=None, # feed the team context features to the score MLP (None: mcfg.team_context)
-                  id_dropout:float=0.1,       # training-time unknown-id rate
                  )->DeepSetRank:
     "A fresh `DeepSetRank` with vocabulary, standardizer and feature schema from the training rows."
-    team_context = mcfg.team_context if team_context is None else team_context
+    team_context = mcfg.team_context
     schema = feature_schema_dict(fs.schema)
     if fs.player_x.shape[-1] != len(schema['player_features']):
         raise SetrankError(f'FeatureSet player_x has {fs.player_x.shape[-1]} features but schema.player_features names '
@@ -489,9 +571,10 @@ def build_model_a(fs:FeatureSet,              # FeatureSet (its training rows de
     vocab = build_vocab(fs.player_ids[train_rows])
     model = DeepSetRank(n_players=len(vocab) + 2, n_player_features=len(schema['player_features']),
                         n_team_features=len(schema['team_features']) if team_context else 0, embed_dim=mcfg.embed_dim,
-                        hidden_dim=mcfg.hidden_dim, heads=mcfg.heads, dropout=mcfg.dropout, id_dropout=id_dropout,
+                        hidden_dim=mcfg.hidden_dim, heads=mcfg.heads, dropout=mcfg.dropout, id_dropout=mcfg.id_dropout,
                         sigma_reparam=mcfg.sigma_reparam, minutes_prior=mcfg.minutes_prior,
-                        minutes_threshold=mcfg.minutes_threshold, fallback=mcfg.fallback, skip_index=skip_index)
+                        minutes_threshold=mcfg.minutes_threshold, fallback=mcfg.fallback, skip_index=skip_index,
+                        value_head=mcfg.value_head, pooling=mcfg.pooling, game_head=mcfg.game_weight > 0)
     model.vocab, model.feature_schema, model.target = vocab, schema, target
     model.standardizer = fit_standardizer(fs, train_rows)
     return model
@@ -519,12 +602,94 @@ def _score_rows(model, inputs:ModelAInputs, rows:np.ndarray, amp:bool=False, bat
 def _grad_groups(model:DeepSetRank)->dict[str, list]:
     "Parameter groups whose gradient norms are logged."
     groups = {'embedding': model.embedding, 'encoder': model.encoder, 'attention.q': model.attention.q_proj,
-              'attention.k': model.attention.k_proj, 'attention.v': model.attention.v_proj, 'score_head': model.score_head}
+              'attention.k': model.attention.k_proj, 'attention.v': model.attention.v_proj, 'score_head': model.score_head,
+              'value_head': model.value_head}
     return {k: list(m.parameters()) for k, m in groups.items() if m is not None}
 
 def _grad_norm(params:list)->torch.Tensor:
     grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(grads).norm() if grads else torch.zeros(())
+
+# %% ../nbs/06_model_a.ipynb #dfc450fc
+def _list_sets(rows:pd.DataFrame, split:SeasonSplit, tcfg:TrainingConfig)->tuple[dict, np.ndarray, bool]:
+    "Training lists per stride offset, the lists that are monitored (validation, else training) and whether they validate."
+    stride, target = tcfg.as_of_stride, f'y_{tcfg.target}'
+    train = {o: training_lists(rows, split.train, tcfg, stride, o) for o in range(stride)}
+    if sum(len(l) for l in train.values()) == 0:
+        raise SetrankError(f'no training lists: seasons {split.train} have no dates with known {target!r} after '
+                           f'training.min_games = {tcfg.min_games}')
+    val = training_lists(rows, split.validation, tcfg) if split.validation else np.zeros((0, 0), np.int64)
+    return train, (val if len(val) else train[0]), bool(len(val))
+
+def _optimizer(model:DeepSetRank, mcfg:ModelAConfig)->torch.optim.Optimizer:
+    "Adam, with the id embedding at `embedding_lr_scale` times the learning rate."
+    embedding = [p for n, p in model.named_parameters() if n.startswith('embedding.')]
+    param_groups = [dict(params=[p for n, p in model.named_parameters() if not n.startswith('embedding.')])]
+    if embedding: param_groups.append(dict(params=embedding, lr=mcfg.learning_rate*mcfg.embedding_lr_scale))
+    return torch.optim.Adam(param_groups, lr=mcfg.learning_rate, weight_decay=mcfg.weight_decay)
+
+def _game_tensors(fs:FeatureSet, seasons:Sequence[str], device)->Optional[dict]:
+    "The training games as tensors on `device`, with the margins' variance (None when there are none)."
+    games = game_pairs(fs, seasons)
+    if not len(games.margin):
+        warnings.warn(f'Model A: model_a.game_weight > 0 but the FeatureSet holds no games for {list(seasons)}; '
+                      'training without the game loss')
+        return None
+    t = {k: torch.as_tensor(np.array(v), device=device) for k, v in games._asdict().items()}
+    t = {k: v if v.dtype == torch.int64 else v.float() for k, v in t.items()}
+    return t | {'variance': float(np.var(games.margin)) or 1.0}
+
+@torch.no_grad()
+def _fit_game_head(model:DeepSetRank, inputs:ModelAInputs, games:dict, amp:bool=False):
+    "Start the game head at the least-squares fit of the margins to the initial scores, so the game loss starts sensible."
+    n = len(games['margin'])
+    rows = torch.cat([games['home_row'], games['away_row']]).cpu().numpy()
+    s = _score_rows(model, inputs, rows, amp)['score'].double().cpu().numpy()
+    x = np.stack([s[:n] - s[n:], games['home'].cpu().numpy(), games['rest_diff'].cpu().numpy()], 1).astype(np.float64)
+    coef = np.linalg.lstsq(x, games['margin'].cpu().numpy().astype(np.float64), rcond=None)[0]   # SVD: a zero column is fine
+    model.game_coef.copy_(torch.as_tensor(coef, dtype=torch.float32))
+
+def _train_epoch(model:DeepSetRank, inputs:ModelAInputs, labels:torch.Tensor, lists:torch.Tensor,
+                 games:Optional[dict], future:Optional[torch.Tensor], optimizer, scaler, mcfg:ModelAConfig,
+                 generator:torch.Generator, amp:bool)->dict:
+    "One pass over the epoch's lists (the training games spread over the same steps): mean losses and gradient norms."
+    device, per_batch = inputs.mask.device, mcfg.lists_per_batch
+    groups = _grad_groups(model)
+    order = torch.randperm(len(lists), generator=generator).to(device)
+    steps = math.ceil(len(lists)/per_batch)
+    game_order = torch.randperm(len(games['margin']), generator=generator).to(device) if games else None
+    games_per_step = math.ceil(len(game_order)/max(steps, 1)) if games else 0
+    total = dict(loss=0., game_loss=0., availability_loss=0.)
+    norms = {k: 0. for k in [*groups, 'total']}
+    for step in range(steps):
+        batch = lists[order[step*per_batch:(step + 1)*per_batch]]
+        pad = batch < 0
+        with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+            out = _forward_rows(model, inputs, batch.clamp(min=0).reshape(-1))
+        loss = listmle_loss(out.score.view(batch.shape), labels[batch.clamp(min=0)], pad, generator=generator)
+        total['loss'] = total['loss'] + loss.detach()*len(batch)
+        if future is not None:
+            extra = availability_loss(out.weights, future[batch.clamp(min=0).reshape(-1)], ~pad.reshape(-1))
+            loss = loss + mcfg.availability_weight*extra
+            total['availability_loss'] = total['availability_loss'] + extra.detach()
+        if games:
+            g = game_order[step*games_per_step:(step + 1)*games_per_step]
+            with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+                s = _forward_rows(model, inputs, torch.cat([games['home_row'][g], games['away_row'][g]])).score
+            margin = model.game_margin(s[:len(g)], s[len(g):], games['home'][g], games['rest_diff'][g])
+            extra = ((margin.float() - games['margin'][g])**2).mean()/games['variance'] if len(g) else s.sum()*0
+            loss = loss + mcfg.game_weight*extra
+            total['game_loss'] = total['game_loss'] + extra.detach()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        for k, ps in groups.items(): norms[k] = norms[k] + _grad_norm(ps)
+        norms['total'] = norms['total'] + torch.nn.utils.clip_grad_norm_(model.parameters(), mcfg.grad_clip)
+        scaler.step(optimizer); scaler.update()
+    out = dict(loss=float(total['loss'])/max(len(lists), 1))
+    if games: out['game_loss'] = float(total['game_loss'])/max(steps, 1)
+    if future is not None: out['availability_loss'] = float(total['availability_loss'])/max(steps, 1)
+    return out | dict(grad_norm={k: float(v)/max(steps, 1) for k, v in norms.items()})
 
 # %% ../nbs/06_model_a.ipynb #44f631fc
 def train_model_a(fs:FeatureSet,                              # FeatureSet (rows of all seasons)
@@ -533,12 +698,8 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                   out_dir:Union[str, Path, None]=None,        # writes train_history.json (every epoch) and model_a.pt
                   device:Union[str, torch.device, None]=None, # None: cfg.model_a.device
                   progress:bool=True,                         # tqdm bar over epochs
-                  team_context:Optional[bool]=None,           # concatenate standardized team context (None: cfg.model_a.team_context)
-                  id_dropout:float=0.1,                       # training-time probability of an unknown player id
-                  embedding_lr_scale:float=0.1,               # the id embedding's learning rate, relative to the rest
-                  cpu_threads:Optional[int]=1,                # torch threads while training on CPU (None: torch's setting)
                  )->tuple[DeepSetRank, dict]:                 # best model (eval mode) and the training history
-    "Train Model A with ListMLE on the training seasons, early-stopping on the validation seasons' mean Spearman."
+    "Train Model A (ListMLE, plus the game and availability losses when weighted), early-stopping on validation Spearman."
     mcfg, tcfg, seed = cfg.model_a, cfg.training, cfg.repro.seed
     device = resolve_device(device if device is not None else mcfg.device)
     amp = mcfg.amp and device.type == 'cuda'
@@ -549,61 +710,47 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
     if unknown: raise SetrankError(f'seasons {unknown} are not in the FeatureSet; it has {sorted(seasons)}')
     train_pos = np.flatnonzero(rows['season'].isin(split.train).to_numpy())
     stride = tcfg.as_of_stride
-    with deterministic(seed, cuda=device.type == 'cuda'), torch_threads(cpu_threads if device.type == 'cpu' else None):
-        list_cache = {o: training_lists(rows, split.train, tcfg, stride, o) for o in range(stride)}
-        if sum(len(l) for l in list_cache.values()) == 0:
-            raise SetrankError(f'no training lists: seasons {split.train} have no dates with known {target!r} after '
-                               f'training.min_games = {tcfg.min_games}')
-        val_lists = training_lists(rows, split.validation, tcfg) if split.validation else np.zeros((0, 0), np.int64)
-        monitor = val_lists if len(val_lists) else training_lists(rows, split.train, tcfg, stride, 0)
-        monitor_name = 'validation' if len(val_lists) else 'train'
+    with deterministic(seed, cuda=device.type == 'cuda'), torch_threads(mcfg.cpu_threads if device.type == 'cpu' else None):
+        list_cache, monitor, validates = _list_sets(rows, split, tcfg)
+        monitor_name = 'validation' if validates else 'train'
         monitor_rows = np.unique(monitor[monitor >= 0])
-        model = build_model_a(fs, train_pos, mcfg, tcfg.target, team_context, id_dropout).to(device)
+        model = build_model_a(fs, train_pos, mcfg, tcfg.target).to(device)
         inputs = model_inputs(model, fs, device=device)
         labels = torch.tensor(rows[target].to_numpy(np.float64, na_value=np.nan), dtype=torch.float32, device=device)
         labels_np = rows[target].to_numpy(np.float64, na_value=np.nan)
         generator = torch.Generator().manual_seed(seed)
-        embedding = [p for n, p in model.named_parameters() if n.startswith('embedding.')]
-        param_groups = [dict(params=[p for n, p in model.named_parameters() if not n.startswith('embedding.')])]
-        if embedding: param_groups.append(dict(params=embedding, lr=mcfg.learning_rate*embedding_lr_scale))
-        optimizer = torch.optim.Adam(param_groups, lr=mcfg.learning_rate, weight_decay=mcfg.weight_decay)
+        games = _game_tensors(fs, split.train, device) if mcfg.game_weight > 0 else None
+        if games: _fit_game_head(model, inputs, games, amp)
+        future = None
+        if mcfg.availability_weight > 0 and mcfg.pooling == 'attention':
+            if fs.future_minutes is None: warnings.warn('Model A: model_a.availability_weight > 0 but the FeatureSet has no '
+                                                        'future_minutes (rebuild the features); training without it')
+            else: future = torch.tensor(np.nan_to_num(fs.future_minutes), dtype=torch.float32, device=device)
+        optimizer = _optimizer(model, mcfg)
         scaler = torch.amp.GradScaler('cuda', enabled=amp)
-        groups = _grad_groups(model)
         history = dict(target=tcfg.target, metric=f'mean Spearman per list ({monitor_name})', seed=seed,
                        device=str(device), amp=amp, train_seasons=list(split.train),
                        validation_seasons=list(split.validation), lists_per_epoch=None, epochs=[], warnings=[])
+        if games: history['games_per_epoch'] = len(games['margin'])
         best = dict(metric=-math.inf, epoch=0, state=None)
         start, bar = time.perf_counter(), tqdm(range(1, mcfg.epochs + 1), desc='Model A', unit='epoch', disable=not progress)
         for epoch in bar:
             t0, model = time.perf_counter(), model.train()
             lists = torch.as_tensor(list_cache[(epoch - 1) % stride], device=device)
-            order = torch.randperm(len(lists), generator=generator).to(device)
-            total_loss, norms, n_steps = 0., {k: 0. for k in [*groups, 'total']}, 0
-            for b in range(0, len(lists), mcfg.lists_per_batch):
-                batch = lists[order[b:b + mcfg.lists_per_batch]]
-                pad = batch < 0
-                with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
-                    out = _forward_rows(model, inputs, batch.clamp(min=0).reshape(-1))
-                loss = listmle_loss(out.score.view(batch.shape), labels[batch.clamp(min=0)], pad, generator=generator)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                for k, ps in groups.items(): norms[k] = norms[k] + _grad_norm(ps)
-                norms['total'] = norms['total'] + torch.nn.utils.clip_grad_norm_(model.parameters(), mcfg.grad_clip)
-                scaler.step(optimizer); scaler.update()
-                total_loss, n_steps = total_loss + loss.detach()*len(batch), n_steps + 1
+            losses = _train_epoch(model, inputs, labels, lists, games, future, optimizer, scaler, mcfg, generator, amp)
             scored = _score_rows(model, inputs, monitor_rows, amp)
             scores_np = np.full(len(rows), np.nan); scores_np[monitor_rows] = scored['score'].float().cpu().numpy()
             metric = mean_list_spearman(scores_np, labels_np, monitor)
-            record = dict(epoch=epoch, loss=float(total_loss)/max(len(lists), 1), **{f'{monitor_name}_spearman': metric},
+            grad_norm = losses.pop('grad_norm')
+            record = dict(epoch=epoch, loss=losses.pop('loss'), **{f'{monitor_name}_spearman': metric},
                           **attention_diagnostics(scored['head_weights'], inputs.mask[torch.as_tensor(monitor_rows, device=device)],
                                                   scored['fallback']),
-                          grad_norm={k: float(v)/max(n_steps, 1) for k, v in norms.items()},
+                          grad_norm=grad_norm, **losses,
                           lr=optimizer.param_groups[0]['lr'], lists=len(lists), seconds=time.perf_counter() - t0)
             history['epochs'].append(_json_safe(record)); history['lists_per_epoch'] = len(lists)
             improved = math.isfinite(metric) and metric > best['metric'] + 1e-6
             if improved: best = dict(metric=metric, epoch=epoch, state=copy.deepcopy(model.state_dict()))
-            stop = bool(len(val_lists)) and epoch - best['epoch'] >= mcfg.patience
+            stop = validates and epoch - best['epoch'] >= mcfg.patience
             _diagnostic_warnings(history, final=stop or epoch == mcfg.epochs)
             history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['epoch'] else None,
                            stopped_early=stop, seconds=time.perf_counter() - start)
@@ -612,7 +759,12 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             logger.info('Model A epoch %d: loss %.4f, %s Spearman %.3f, attention entropy %s nats, fallback %.1f%%',
                         epoch, record['loss'], monitor_name, metric,
                         '/'.join(f'{e:.2f}' for e in record['attention_entropy']), 100*(record['fallback_share'] or 0))
-            if stop: break
+            if stop:   # the bar ends full, with the reason, instead of stopping at 6/23
+                bar.total = epoch
+                bar.set_postfix_str(f'stopped early: best epoch {best["epoch"]}, {monitor_name} Spearman {best["metric"]:.3f}, '
+                                    f'no better in {mcfg.patience} epochs')
+                bar.refresh()
+                break
         bar.close()
         if best['state'] is not None: model.load_state_dict(best['state'])
         model.eval()
@@ -647,7 +799,6 @@ def oof_model_a(fs:FeatureSet,                              # FeatureSet
                 device:Union[str, torch.device, None]=None,
                 out_dir:Union[str, Path, None]=None,        # each fold's artifacts in out_dir/oof_<season>
                 progress:bool=False,
-                **train_kwargs,                             # passed to `train_model_a` (team_context, id_dropout, ...)
                )->pd.Series:                                # scores indexed by row position, name 'model_a'
     "Forward-chaining out-of-fold Model A scores: season s from a model trained on seasons < s−1, validated on s−1."
     available = sorted(fs.rows['season'].astype(str).unique(), key=parse_season)
@@ -661,8 +812,7 @@ def oof_model_a(fs:FeatureSet,                              # FeatureSet
             warnings.warn(f'Model A out-of-fold: season {season} has fewer than two earlier seasons; its scores are NaN')
             continue
         fold = SeasonSplit(train=before[:-1], validation=before[-1:], test=season)
-        model, _ = train_model_a(fs, fold, cfg, None if out_dir is None else Path(out_dir)/f'oof_{season}', device, progress,
-                                 **train_kwargs)
+        model, _ = train_model_a(fs, fold, cfg, None if out_dir is None else Path(out_dir)/f'oof_{season}', device, progress)
         rows = np.flatnonzero(season_col == season)
         out.loc[rows] = predict_model_a(model, fs, rows)['scores']
     return out

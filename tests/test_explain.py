@@ -34,7 +34,7 @@ def league(tmp_path_factory):
     split = SeasonSplit(train=seasons[:3], validation=[], test=seasons[3])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        model_a, _ = train_model_a(fs, split, cfg, progress=False, team_context=False)
+        model_a, _ = train_model_a(fs, split, cfg, progress=False)
     model_b = fit_model_b(fs, split.train, cfg)
     return SimpleNamespace(root=root, cfg=cfg, tables=tables, fingerprint=fingerprint, fs=fs, split=split,
                            model_a=model_a, model_b=model_b)
