@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig', 'PathsConfig', 'DataConfig', 'ReproConfig',
-           'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig', 'StackingConfig', 'OutputConfig',
-           'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path', 'set_path', 'deep_merge', 'read_yaml',
-           'format_validation_error', 'validate_config', 'load_config', 'config_hash', 'config_yaml', 'parse_season',
-           'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons']
+           'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig',
+           'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path',
+           'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config', 'load_config',
+           'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons']
 
 # %% ../nbs/00_config.ipynb #69db7ff1
 class SetrankError(Exception):
@@ -50,6 +50,18 @@ class ReproConfig(_Section):
     "The one seed behind every random choice: same seed, same data, same code => same metrics."
     seed: int = Field(42, ge=0)
 
+class FeatureSettings(_Section):
+    "The constants inside the features: ratings' ridge weights and carry-over, Elo, SRS, shrinkage (part of the cache key)."
+    rating_prior_ridge: float = Field(50.0, gt=0)     # in-season player ratings: weight of the prior, in full games
+    rating_carry: float = Field(0.8, ge=0, le=1)      # share of last season's final rating carried into the prior
+    unknown_rating: float = -1.0                      # rating of a player without history (a rookie), points per 48 min
+    prior_season_ridge: float = Field(20.0, gt=0)     # last season's player ratings (`prior_rating`): ridge weight
+    srs_ridge: float = Field(2.0, ge=0)               # SRS as of each date: ridge weight
+    elo_k: float = Field(20.0, gt=0)                  # Elo update size
+    elo_home: float = Field(100.0, ge=0)              # Elo points of the home court
+    elo_regression: float = Field(0.25, ge=0, le=1)   # share of the way back to the mean between seasons
+    shrink_games: float = Field(40.0, ge=0)           # shrunk point differential: weight of the roster prior, in games
+
 class TrainingConfig(_Section):
     "The declared target, the feature windows, roster size and how training lists are built."
     target: Literal['rest_of_season', 'final_rank', 'playoff_outcome'] = 'rest_of_season'
@@ -59,6 +71,7 @@ class TrainingConfig(_Section):
     as_of_stride: int = Field(2, ge=1)
     min_games: int = Field(5, ge=0)
     horizons: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], min_length=1)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
     @model_validator(mode='after')
     def _check(self):
@@ -124,11 +137,13 @@ class ModelBConfig(_Section):
     "Model B: the tabular arm."
     xgb: XGBConfig = Field(default_factory=XGBConfig)
     rf: RFConfig = Field(default_factory=RFConfig)
+    n_jobs: int = Field(2, ge=1)   # threads for XGBoost and for fitting the forest (the forest predicts on one thread)
 
 class StackingConfig(_Section):
     "The RidgeCV meta-learner over out-of-fold base scores."
     alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0], min_length=1)
     oof_seasons: int = Field(2, ge=1, le=20)
+    prior_schedule_weight: float = Field(2.0, ge=0)   # the simple prior: points of margin one point of remaining-opponent strength cancels
 
 class OutputConfig(_Section):
     "What predictions contain: contributors per team, how title odds are computed, plots."

@@ -5,26 +5,25 @@
 # %% ../nbs/04_features.ipynb #23a44251
 from __future__ import annotations
 import hashlib, json, os, shutil, tempfile
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 import numpy as np, pandas as pd
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
-from .config import SetrankError, TrainingConfig, parse_season
+from .config import FeatureSettings, SetrankError, TrainingConfig, parse_season
 from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
                              attach_labels, final_win_pct)
 
 # %% auto #0
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
-           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'ELO_K', 'ELO_HOME', 'ELO_REGRESSION', 'SRS_RIDGE', 'RATING_RIDGE',
-           'UNKNOWN_RATING', 'RATING_PRIOR_RIDGE', 'RATING_CARRY', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS',
-           'LEAGUE_TS_PCT', 'FOUR_FACTOR_DEFAULTS', 'REST_DAYS_CAP', 'SHRINK_GAMES', 'ROW_COLUMNS', 'SortedLog',
-           'FeatureSchema', 'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings',
-           'srs_by_cut', 'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters',
-           'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features',
-           'future_minutes', 'game_results', 'compute_features', 'Standardizer', 'fingerprint_tables',
-           'feature_code_hash', 'features_key', 'save_features', 'load_features', 'build_features']
+           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS', 'LEAGUE_TS_PCT',
+           'FOUR_FACTOR_DEFAULTS', 'REST_DAYS_CAP', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema', 'feature_schema',
+           'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut', 'fit_player_ratings',
+           'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features', 'prior_ratings',
+           'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
+           'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
+           'save_features', 'load_features', 'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -84,17 +83,18 @@ class FeatureSchema:
     player_features: list[str]
     team_features: list[str]
     version: str = FEATURE_CODE_VERSION
+    settings: dict = field(default_factory=dict)   # `training.features`: the constants the values depend on
 
     def to_dict(self)->dict: return asdict(self)
     @classmethod
     def from_dict(cls, d:dict)->FeatureSchema: return cls(**d)
 
 def feature_schema(training_cfg:TrainingConfig)->FeatureSchema:
-    "The schema for `training_cfg`'s rolling windows and roster size."
+    "The schema for `training_cfg`'s rolling windows, roster size and feature settings."
     windows = [int(w) for w in training_cfg.rolling_windows]
     player = [f'{name}_r{w}' for w in windows for name in PLAYER_WINDOW_FEATURES] + list(PLAYER_SEASON_FEATURES)
     team = list(TEAM_FEATURES) + [f'{name}_r{w}' for w in windows for name in TEAM_WINDOW_FEATURES]
-    return FeatureSchema(windows, int(training_cfg.roster_size), player, team)
+    return FeatureSchema(windows, int(training_cfg.roster_size), player, team, settings=training_cfg.features.model_dump())
 
 # %% ../nbs/04_features.ipynb #d0b0c8cd
 @dataclass
@@ -192,13 +192,14 @@ def prepare_league(tables:dict, # canonical tables: teams, team_games, player_ga
     return League(teams, tg, regular, pg, dnp, player_ids, team_ids)
 
 # %% ../nbs/04_features.ipynb #542dbbec
-ELO_MEAN, ELO_K, ELO_HOME, ELO_REGRESSION = 1500.0, 20.0, 100.0, 0.25
+ELO_MEAN = 1500.0   # the scale's centre (a definition, not a setting)
 
-def regress_elo(rating:np.ndarray)->np.ndarray:
-    "Rating carried into a new season: a quarter of the way back to the mean."
-    return (1 - ELO_REGRESSION)*rating + ELO_REGRESSION*ELO_MEAN
+def regress_elo(rating:np.ndarray, regression:float)->np.ndarray:
+    "Rating carried into a new season: `regression` of the way back to the mean (`training.features.elo_regression`)."
+    return (1 - regression)*rating + regression*ELO_MEAN
 
-def elo_ratings(team_games:pd.DataFrame, # `League.team_games` (with day, year, tcode, ocode)
+def elo_ratings(team_games:pd.DataFrame,  # `League.team_games` (with day, year, tcode, ocode)
+                settings:FeatureSettings, # elo_k, elo_home, elo_regression
                )->np.ndarray:
     "Each team_games row's post-game Elo, aligned with `team_games`' rows."
     tg = team_games.reset_index(drop=True)
@@ -206,7 +207,7 @@ def elo_ratings(team_games:pd.DataFrame, # `League.team_games` (with day, year, 
     games = first.drop_duplicates('game_id')
     a, b = games.tcode.to_numpy(), games.ocode.to_numpy()
     margin = (games.pts - games.opp_pts).to_numpy('float64')
-    home = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), ELO_HOME, -ELO_HOME))
+    home = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), settings.elo_home, -settings.elo_home))
     year = games.year.to_numpy()
     n_teams = int(max(a.max(), b.max())) + 1
     rating, season = np.full(n_teams, ELO_MEAN), np.full(n_teams, -1)
@@ -214,16 +215,16 @@ def elo_ratings(team_games:pd.DataFrame, # `League.team_games` (with day, year, 
     for i in range(len(games)):
         ta, tb, y = a[i], b[i], year[i]
         if season[ta] != y:
-            if season[ta] >= 0: rating[ta] = regress_elo(rating[ta])
+            if season[ta] >= 0: rating[ta] = regress_elo(rating[ta], settings.elo_regression)
             season[ta] = y
         if season[tb] != y:
-            if season[tb] >= 0: rating[tb] = regress_elo(rating[tb])
+            if season[tb] >= 0: rating[tb] = regress_elo(rating[tb], settings.elo_regression)
             season[tb] = y
         diff = rating[ta] - rating[tb] + home[i]
         expected = 1/(1 + 10**(-diff/400))
         won = margin[i] > 0
         multiplier = (abs(margin[i]) + 3)**0.8/(7.5 + 0.006*(diff if won else -diff))
-        delta = ELO_K*multiplier*(won - expected)
+        delta = settings.elo_k*multiplier*(won - expected)
         rating[ta] += delta; rating[tb] -= delta
         post_a[i], post_b[i] = rating[ta], rating[tb]
     post = pd.concat([pd.Series(post_a, index=games.game_id.to_numpy()).rename('a'),
@@ -233,11 +234,10 @@ def elo_ratings(team_games:pd.DataFrame, # `League.team_games` (with day, year, 
     return np.where(is_a, post.a.reindex(tg.game_id).to_numpy(), post.b.reindex(tg.game_id).to_numpy())
 
 # %% ../nbs/04_features.ipynb #ed9d3387
-SRS_RIDGE = 2.0
-
 def srs_by_cut(regular:pd.DataFrame, # `League.regular` rows of one season
                dates:np.ndarray,     # the season's sorted regular-season game dates
                team_codes:np.ndarray, # the season's team codes (sorted)
+               ridge:float=2.0,      # `training.features.srs_ridge`
               )->np.ndarray:
     "(n_dates + 1, n_teams) SRS ratings at each cut (date index 0..n_dates) from games before the cut."
     games = regular[regular.is_home.astype(bool) | regular.neutral_site.astype(bool)].drop_duplicates('game_id')
@@ -254,14 +254,13 @@ def srs_by_cut(regular:pd.DataFrame, # `League.regular` rows of one season
     np.add.at(xtx, cut, x[:, :, None]*x[:, None, :])
     np.add.at(xty, cut, x*y[:, None])
     xtx, xty = np.cumsum(xtx, 0), np.cumsum(xty, 0)
-    ratings = np.linalg.solve(xtx + SRS_RIDGE*np.eye(m), xty[..., None])[..., 0]
+    ratings = np.linalg.solve(xtx + ridge*np.eye(m), xty[..., None])[..., 0]
     return ratings[:, :n_teams]
 
 # %% ../nbs/04_features.ipynb #754d8fdb
-RATING_RIDGE, UNKNOWN_RATING = 20.0, -1.0
-
 def fit_player_ratings(league:League, # prepared tables
                        year:int,      # the season (starting year) to fit on
+                       ridge:float=20.0, # `training.features.prior_season_ridge`
                       )->np.ndarray:
     "Ridge rating (margin per 48 minutes vs average) per player code from season `year`'s games; NaN if absent."
     out = np.full(len(league.player_ids), np.nan)
@@ -279,14 +278,12 @@ def fit_player_ratings(league:League, # prepared tables
     home = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), 1.0, -1.0))
     x = sparse.hstack([x, sparse.csr_matrix(home[:, None])]).tocsr()
     y = (games.pts - games.opp_pts).to_numpy('float64')
-    a = (x.T @ x + RATING_RIDGE*sparse.identity(x.shape[1])).tocsc()
+    a = (x.T @ x + ridge*sparse.identity(x.shape[1])).tocsc()
     coef = sparse_linalg.spsolve(a, x.T @ y)      # sparse and single-threaded: teammates and opponents only
     out[players] = coef[:-1]
     return out
 
 # %% ../nbs/04_features.ipynb #e96deb38
-RATING_PRIOR_RIDGE, RATING_CARRY = 50.0, 0.8
-
 def _season_design(league:League, year:int, types:Sequence[str]):
     "Day, signed minutes design (games, players), home flag and margin of season `year`'s games, ordered by day."
     tg = league.team_games[(league.team_games.year == year) & league.team_games.season_type.isin(types)]
@@ -323,12 +320,11 @@ class SeasonRatings:
 
 def season_ratings(league:League,               # prepared tables
                    years:Sequence[int],          # seasons (starting years) to rate, in order
-                   lam:float=RATING_PRIOR_RIDGE, # weight of the prior, in full games of (48 min)²
-                   carry:float=RATING_CARRY,     # share of last season's final rating carried into the prior
+                   settings:FeatureSettings,     # rating_prior_ridge (λ, in full games of (48 min)²), rating_carry, unknown_rating
                   )->dict[int, SeasonRatings]:
     "In-season ridge ratings shrunk toward a prior chained over the seasons (see above), snapshot per game day."
-    n = len(league.player_ids)
-    prior, out = np.full(n, UNKNOWN_RATING), {}
+    n, lam, carry, unknown = len(league.player_ids), settings.rating_prior_ridge, settings.rating_carry, settings.unknown_rating
+    prior, out = np.full(n, unknown), {}
     for year in sorted(years):
         day, x, home, y = _season_design(league, year, ['regular'])
         used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
@@ -349,7 +345,7 @@ def season_ratings(league:League,               # prepared tables
         if len(day):
             used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
             final[used] = np.linalg.solve(design.T @ design + np.diag(reg), design.T @ y + reg*mean)[:-1]
-        prior = carry*final + (1 - carry)*UNKNOWN_RATING
+        prior = carry*final + (1 - carry)*unknown
     return out
 
 # %% ../nbs/04_features.ipynb #57e38ee7
@@ -377,7 +373,7 @@ def team_rows(league:League,      # prepared tables
     return rows
 
 # %% ../nbs/04_features.ipynb #ce3432c1
-def _logs(league:League)->dict:
+def _logs(league:League, settings:FeatureSettings)->dict:
     "The sorted game logs every feature is read from."
     pg, tg, regular = league.player_games, league.team_games, league.regular
     y0 = int(min(pg.year.min(), tg.year.min())) - 2
@@ -392,7 +388,7 @@ def _logs(league:League)->dict:
     return dict(
         y0=y0, n_years=n_years, n_teams=n_teams,
         team_season=SortedLog(regular.tcode*n_years + regular.year - y0, regular.day, team_sums),
-        team_all=SortedLog(tg.tcode, tg.day, {}, {'elo': elo_ratings(tg), 'year': tg.year.to_numpy()}),
+        team_all=SortedLog(tg.tcode, tg.day, {}, {'elo': elo_ratings(tg, settings), 'year': tg.year.to_numpy()}),
         player=SortedLog(pg.pcode, pg.day, sums, {'tcode': pg.tcode.to_numpy(), 'year': pg.year.to_numpy()}),
         team=SortedLog(team_games.tcode, team_games.day, {'games': np.ones(len(team_games))}),
         dnp=SortedLog(league.dnp.pcode, league.dnp.day, {'dnp': np.ones(len(league.dnp))}),
@@ -497,7 +493,7 @@ def player_features(league:League,        # prepared tables
     g = tcode*n_years + year - y0
     team_minutes = logs['team_season'].total('minutes', logs['team_season'].start(g), logs['team_season'].before(g, day))
     out['season_minutes_share'] = _div(5*player_minutes, team_minutes, 0.0)
-    out['prior_rating'] = prior_ratings(ratings, p, year)
+    out['prior_rating'] = prior_ratings(ratings, p, year, schema.settings.get('unknown_rating', -1.0))
     out['rating'] = np.zeros(len(p))
     for y in np.unique(year):
         at = year == y
@@ -507,14 +503,15 @@ def player_features(league:League,        # prepared tables
 def prior_ratings(ratings:dict,      # season year -> rating per player code (from `fit_player_ratings`)
                   pcode:np.ndarray,   # player codes
                   year:np.ndarray,    # the season (starting year) each player is rated for
+                  unknown:float=-1.0, # `training.features.unknown_rating`
                  )->np.ndarray:
-    "Each player's rating from the season before `year`: UNKNOWN_RATING if he did not play in it, 0 if no data."
+    "Each player's rating from the season before `year`: `unknown` if he did not play in it, 0 if no data."
     out = np.zeros(len(pcode))
     for y in np.unique(year):
         at = year == y
         if y - 1 in ratings:
             r = ratings[y - 1][pcode[at]]
-            out[at] = np.where(np.isnan(r), UNKNOWN_RATING, r)
+            out[at] = np.where(np.isnan(r), unknown, r)
     return out
 
 # %% ../nbs/04_features.ipynb #93cdb77d
@@ -533,6 +530,7 @@ def _four_factors(s:dict, opp:bool)->dict:
 def team_context(league:League,     # prepared tables
                  rows:pd.DataFrame,  # (cut, team) rows from `team_rows`
                  logs:dict,          # sorted logs from `_logs`
+                 settings:FeatureSettings, # srs_ridge, elo_regression
                 )->pd.DataFrame:
     "Season-to-date, SRS, Elo, rest and last-season features for each (cut, team) row (roster features excluded)."
     tcode, day, year = rows.tcode.to_numpy(), rows.day.to_numpy(), rows.year.to_numpy()
@@ -548,7 +546,7 @@ def team_context(league:League,     # prepared tables
     for season, at in rows.groupby('season', sort=False).groups.items():
         dates = season_dates(league.team_games[league.team_games.season == season])[season]
         codes = np.sort(league.regular.tcode[league.regular.season == season].unique())
-        ratings = srs_by_cut(league.regular[league.regular.season == season], dates, codes)
+        ratings = srs_by_cut(league.regular[league.regular.season == season], dates, codes, settings.srs_ridge)
         r = rows.loc[at]
         out.loc[at, 'srs'] = ratings[r.date_index.to_numpy(), np.searchsorted(codes, r.tcode.to_numpy())]
     for k, v in _four_factors(s, False).items(): out[k] = v
@@ -556,7 +554,8 @@ def team_context(league:League,     # prepared tables
     log = logs['team_all']
     pos, start = log.before(tcode, day), log.start(tcode)
     has, last = pos > start, np.maximum(pos - 1, 0)
-    elo = np.where(log.columns['year'][last] < year, regress_elo(log.columns['elo'][last]), log.columns['elo'][last])
+    elo = np.where(log.columns['year'][last] < year, regress_elo(log.columns['elo'][last], settings.elo_regression),
+                   log.columns['elo'][last])
     out['elo'] = np.where(has, elo - ELO_MEAN, 0.0)
     out['rest_days'] = np.where(has, np.clip(day - log.day[last] - 1, 0, REST_DAYS_CAP), REST_DAYS_CAP).astype('float64')
     final = final_win_pct(league.team_games).assign(year=lambda d: _season_year(d.season))
@@ -565,12 +564,10 @@ def team_context(league:League,     # prepared tables
     return out
 
 # %% ../nbs/04_features.ipynb #ce2eac7f
-SHRINK_GAMES = 40.0
-
 def shrunk_point_diff(games_played, # games played before the cut
                       point_diff,   # point differential per game to date
                       prior_rating, # minutes-weighted prior-season rating of the current roster (points per game)
-                      c:float=SHRINK_GAMES, # prior strength, in games
+                      c:float=40.0, # prior strength, in games (`training.features.shrink_games`)
                      )->np.ndarray:
     "Point differential to date shrunk toward the current roster's prior rating: (gp·pd + c·prior)/(gp + c)."
     gp = np.asarray(games_played, dtype='float64')
@@ -645,10 +642,11 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     league = prepare_league(tables)
     grid = as_of_grid(league.team_games) if grid is None else grid
     rows = team_rows(league, grid)
-    logs = _logs(league)
+    settings = training_cfg.features
+    logs = _logs(league, settings)
     years = sorted(set(rows.year.unique() - 1) & set(league.team_games.year.unique()))
-    ratings = {int(y): fit_player_ratings(league, int(y)) for y in years}
-    in_season = season_ratings(league, sorted(set(league.team_games.year.unique()) | set(rows.year.unique())))
+    ratings = {int(y): fit_player_ratings(league, int(y), settings.prior_season_ridge) for y in years}
+    in_season = season_ratings(league, sorted(set(league.team_games.year.unique()) | set(rows.year.unique())), settings)
     chosen = select_rosters(_candidates(league, rows, logs, min(schema.windows)), schema.roster_size)
     n, p = len(rows), schema.roster_size
     player_x = np.zeros((n, p, len(schema.player_features)), dtype='float32')
@@ -662,14 +660,14 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
     ahead = np.zeros((n, p), dtype='float32')
     ahead[r, slot] = future_minutes(logs, chosen)
     out = rows[ROW_COLUMNS].copy()
-    out = pd.concat([out, team_context(league, rows, logs)], axis=1)
+    out = pd.concat([out, team_context(league, rows, logs, settings)], axis=1)
     weight = minutes/np.maximum(minutes.sum(1, keepdims=True), 1e-9)
     feature = {name: i for i, name in enumerate(schema.player_features)}
     out['prior_rating'] = 5*(weight*player_x[:, :, feature['prior_rating']]).sum(1)
     out['roster_rating'] = 5*(weight*player_x[:, :, feature['rating']]).sum(1)
     for w in schema.windows:
         out[f'roster_plus_minus_r{w}'] = (weight*player_x[:, :, feature[f'plus_minus_per36_r{w}']]).sum(1)
-    out['shrunk_point_diff'] = shrunk_point_diff(out.games_played, out.point_diff, out.prior_rating)
+    out['shrunk_point_diff'] = shrunk_point_diff(out.games_played, out.point_diff, out.prior_rating, settings.shrink_games)
     sched = schedule_features(league, rows, out.shrunk_point_diff.to_numpy('float64'))
     out['schedule_opp_strength'], out['schedule_home_share'] = sched.schedule_opp_strength, sched.schedule_home_share
     out = attach_labels(out, league.team_games)

@@ -582,7 +582,7 @@ def ensemble_scores(art, positions:np.ndarray)->np.ndarray:
     fs, positions = art.fs, np.asarray(positions)
     pa, pb = predict_model_a(art.model_a, fs, positions), predict_model_b(art.model_b, fs, positions)
     frame = oof_frame(fs, {}, f'y_{art.cfg.training.target}').iloc[positions]
-    frame = frame.assign(model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=simple_prior(fs.rows)[positions])
+    frame = frame.assign(model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=simple_prior(fs.rows, art.cfg.stacking.prior_schedule_weight)[positions])
     return art.stack.predict(frame)
 
 @dataclass

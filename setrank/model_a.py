@@ -289,7 +289,8 @@ def feature_schema_dict(schema)->dict:
     "The FeatureSet schema as a plain dict (saved in checkpoints)."
     return dict(windows=[int(w) for w in schema.windows], roster_size=int(schema.roster_size),
                 player_features=[str(f) for f in schema.player_features],
-                team_features=[str(f) for f in schema.team_features], version=str(schema.version))
+                team_features=[str(f) for f in schema.team_features], version=str(schema.version),
+                settings=dict(getattr(schema, 'settings', None) or {}))
 
 def check_feature_schema(saved:dict,              # the schema the model was trained with
                          schema,                  # the FeatureSet's schema
@@ -298,7 +299,7 @@ def check_feature_schema(saved:dict,              # the schema the model was tra
                         ):
     "Raise `SetrankError` naming the difference when `schema` is not the one the model was trained with."
     now = feature_schema_dict(schema)
-    keys = ['player_features', 'version'] + (['team_features'] if team_context else [])
+    keys = ['player_features', 'version'] + (['team_features'] if team_context else []) + (['settings'] if 'settings' in saved else [])
     for key in keys:
         if saved[key] != now[key]:
             extra = [f for f in now[key] if f not in saved[key]] if isinstance(now[key], list) else now[key]

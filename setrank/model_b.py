@@ -15,7 +15,7 @@ from .config import Config, SetrankError, TrainingConfig, load_config, parse_sea
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['FORBIDDEN_FEATURE_PATTERNS', 'N_JOBS', 'MODEL_B_FILES', 'ToyFeatureSchema', 'ToyFeatureSet', 'toy_featureset',
+__all__ = ['FORBIDDEN_FEATURE_PATTERNS', 'MODEL_B_FILES', 'ToyFeatureSchema', 'ToyFeatureSet', 'toy_featureset',
            'check_team_features', 'target_column', 'list_keys', 'training_rows', 'list_grades', 'list_ids', 'ModelB',
            'fit_model_b', 'predict_model_b', 'save_model_b', 'load_model_b']
 
@@ -152,8 +152,6 @@ def list_ids(rows:pd.DataFrame, keys:Sequence[str])->np.ndarray:
     return rows.groupby(list(keys), sort=True).ngroup().to_numpy()
 
 # %% ../nbs/07_model_b.ipynb #89babddb
-N_JOBS = 2  # threads for XGBoost and the random forest
-
 @dataclass
 class ModelB:
     "XGBoost and random forest fitted on team features for one declared target (higher = stronger)."
@@ -178,7 +176,7 @@ def _make_xgb(cfg:Config, early_stopping_rounds:Optional[int]):
     p = cfg.model_b.xgb
     kw = dict(n_estimators=p.n_estimators, max_depth=p.max_depth, learning_rate=p.learning_rate, subsample=p.subsample,
               colsample_bytree=p.colsample_bytree, objective=p.objective, tree_method='hist',
-              random_state=cfg.repro.seed, n_jobs=N_JOBS, early_stopping_rounds=early_stopping_rounds)
+              random_state=cfg.repro.seed, n_jobs=cfg.model_b.n_jobs, early_stopping_rounds=early_stopping_rounds)
     return xgb.XGBRegressor(**kw) if p.objective.startswith('reg:') else xgb.XGBRanker(**kw)
 
 def fit_model_b(fs,                                          # a FeatureSet (rows + schema.team_features)
@@ -210,7 +208,7 @@ def fit_model_b(fs,                                          # a FeatureSet (row
     p = cfg.model_b.rf
     rf = RandomForestRegressor(n_estimators=p.n_estimators, min_samples_leaf=p.min_samples_leaf,
                                max_features=p.max_features, max_samples=p.max_samples, random_state=cfg.repro.seed,
-                               n_jobs=N_JOBS).fit(X, y)
+                               n_jobs=cfg.model_b.n_jobs).fit(X, y)
     rf.set_params(n_jobs=1)  # threaded prediction sums the trees in thread order: results would differ in the last bit
     info = dict(train_seasons=list(seasons), validation_seasons=validation_seasons, n_train_rows=int(len(train)),
                 n_train_lists=int(qid.max() + 1), list_by=cfg.training.list_by, seed=cfg.repro.seed,
@@ -257,6 +255,7 @@ def save_model_b(model:ModelB,                 # the fitted Model B
 
 def load_model_b(folder:Union[str, Path],                      # a folder written by `save_model_b`
                  feature_names:Optional[Sequence[str]]=None,   # expected features (e.g. fs.schema.team_features)
+                 n_jobs:int=2,                                 # XGBoost threads for prediction (`model_b.n_jobs`)
                 )->ModelB:
     "Load a saved Model B; a missing or stale file, or a feature schema mismatch, is a `SetrankError` naming the file."
     import joblib, xgboost as xgb
@@ -277,7 +276,7 @@ def load_model_b(folder:Union[str, Path],                      # a folder writte
                            f'the feature set has {list(feature_names)}')
     ranker = not manifest['objective'].startswith('reg:')
     xgb_model = xgb.XGBRanker() if ranker else xgb.XGBRegressor()
-    xgb_model.load_model(paths['xgb']); xgb_model.set_params(n_jobs=N_JOBS)
+    xgb_model.load_model(paths['xgb']); xgb_model.set_params(n_jobs=n_jobs)
     rf = joblib.load(paths['rf']); rf.set_params(n_jobs=1)
     for name, n in (('xgb', xgb_model.n_features_in_), ('rf', rf.n_features_in_)):
         if n != len(saved): raise SetrankError(f'{paths[name]} expects {n} features but {paths["manifest"]} lists {len(saved)}')

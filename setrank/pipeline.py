@@ -260,7 +260,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     with stage('out_of_fold'):
         oof_a = oof_model_a(fs, oof_seasons, cfg, out_dir=None, progress=False)
         oof_b = oof_model_b(fs, cfg, oof_seasons=oof_seasons, min_train_seasons=2, early_stopping_seasons=1)
-        prior = simple_prior(rows)   # a hand-made strength estimate: out of fold by construction (no training)
+        prior = simple_prior(rows, cfg.stacking.prior_schedule_weight)   # a hand-made strength estimate: out of fold by construction (no training)
         oof = _base_frame(fs, {'model_a': oof_a, 'xgb': oof_b['xgb'].to_numpy(), 'rf': oof_b['rf'].to_numpy(),
                                'prior': prior}, target_col)
         oof = oof[oof.season.isin(oof_seasons)]

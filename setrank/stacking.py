@@ -17,9 +17,9 @@ from .baselines import key_lists, mean_list_spearman
 from .model_b import fit_model_b, predict_model_b, target_column
 
 # %% auto #0
-__all__ = ['BASE_MODELS', 'KEY_COLUMNS', 'SCHEDULE_WEIGHT', 'forward_chain_folds', 'forward_chain_oof', 'oof_model_b',
-           'oof_frame', 'simple_prior', 'zscore_by_list', 'mean_spearman_by_keys', 'check_orientation', 'Stack',
-           'fit_stack', 'save_stack', 'load_stack']
+__all__ = ['BASE_MODELS', 'KEY_COLUMNS', 'forward_chain_folds', 'forward_chain_oof', 'oof_model_b', 'oof_frame', 'simple_prior',
+           'zscore_by_list', 'mean_spearman_by_keys', 'check_orientation', 'Stack', 'fit_stack', 'save_stack',
+           'load_stack']
 
 # %% ../nbs/08_stacking.ipynb #e14b4e40
 def _ordered(seasons)->list[str]: return sorted(set(seasons), key=parse_season)
@@ -96,10 +96,8 @@ def oof_frame(fs,                                   # the FeatureSet the OOF sco
     return frame
 
 # %% ../nbs/08_stacking.ipynb #bac71484
-SCHEDULE_WEIGHT = 2.0
-
 def simple_prior(rows:pd.DataFrame,              # FeatureSet rows with shrunk_point_diff and schedule_opp_strength
-                 schedule_weight:float=SCHEDULE_WEIGHT, # points of own margin one point of opponent strength cancels
+                 schedule_weight:float,           # points of own margin one point of opponent strength cancels (`stacking.prior_schedule_weight`)
                 )->np.ndarray:
     "Shrunk point differential minus the remaining schedule's strength (higher = stronger), one value per row."
     missing = [c for c in ('shrunk_point_diff', 'schedule_opp_strength') if c not in rows]
