@@ -366,8 +366,9 @@ def resolve_seasons(cfg:SeasonsConfig, available:list[str])->SeasonSplit:
     "Fill unset seasons from the `available` ones: test = latest, validation = the one before, train = earlier ones."
     available = sorted(available, key=parse_season)
     if len(available) < 3: raise SetrankError(f'need at least 3 seasons of data (train, validation, test), found {available}')
-    for s in [cfg.test, cfg.first, *(cfg.validation or [])]:
-        if s is not None and s not in available: raise SetrankError(f'season {s!r} is not in the data; available: {available}')
+    for key, s in [('test', cfg.test), ('first', cfg.first), *(('validation', v) for v in cfg.validation or [])]:
+        if s is not None and s not in available:
+            raise SetrankError(f'seasons.{key}: season {s!r} is not in the data; available: {", ".join(available)}')
     test = cfg.test or available[-1]
     before = [s for s in available if parse_season(s) < parse_season(test)
               and (cfg.first is None or parse_season(s) >= parse_season(cfg.first))]

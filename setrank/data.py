@@ -105,6 +105,12 @@ def _numeric_like(s:pd.Series)->bool:
     if pd.api.types.is_numeric_dtype(s.dtype): return True
     return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ('integer', 'floating', 'mixed-integer-float', 'empty', 'decimal')
 
+def _not_numbers(s:pd.Series)->np.ndarray:
+    "Rows to quote when a column that should hold numbers does not: the values that are no number, else every row."
+    if pd.api.types.is_bool_dtype(s.dtype): return np.ones(len(s), bool)
+    text = s.map(lambda v: isinstance(v, str)).to_numpy(bool) & pd.to_numeric(s, errors='coerce').isna().to_numpy()
+    return text if text.any() else np.ones(len(s), bool)
+
 def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
     "`s` converted to canonical `dtype`; `fail(bad_mask, what)` raises for values that do not fit."
     if dtype == 'str':
@@ -115,7 +121,7 @@ def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
             return s.astype('str')
         fail(np.ones(len(s), bool), f'should be text, got {_dtype_name(s)}')
     if dtype in ('int64', 'int32', 'int16', 'Int64', 'Int16'):
-        if not _numeric_like(s): fail(np.ones(len(s), bool), f'should be whole numbers ({dtype}), got {_dtype_name(s)}')
+        if not _numeric_like(s): fail(_not_numbers(s), f'should be whole numbers ({dtype}), got {_dtype_name(s)}')
         num = pd.to_numeric(s) if s.dtype == object else s
         if pd.api.types.is_float_dtype(num.dtype):
             frac = num.notna() & (num != np.floor(num))
@@ -126,7 +132,7 @@ def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
         if dtype[0] == 'i' and num.isna().any(): fail(num.isna(), 'has missing values')
         return num.astype(dtype)
     if dtype == 'float64':
-        if not _numeric_like(s): fail(np.ones(len(s), bool), f'should be numbers, got {_dtype_name(s)}')
+        if not _numeric_like(s): fail(_not_numbers(s), f'should be numbers, got {_dtype_name(s)}')
         return (pd.to_numeric(s) if s.dtype == object else s).astype('float64')
     if dtype == 'bool':
         if pd.api.types.is_bool_dtype(s.dtype) or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ('boolean', 'empty')):

@@ -133,15 +133,22 @@ class ExplainTarget:
         if 'split' in self.manifest: return SeasonSplit.model_validate(self.manifest['split'])
         return resolve_seasons(self.cfg.seasons, sorted(fs.rows.season.astype(str).unique(), key=parse_season))
 
+def _one_line(err:SetrankError)->SetrankError:
+    "A loader's message on one line: torch's unpickling errors run to a page; keep their first sentence."
+    lines = str(err).splitlines()
+    if len(lines) < 2: return err
+    head = lines[0].split('. ')[0]
+    return SetrankError(head + ')'*(head.count('(') - head.count(')')))
+
 def load_target(outputs:Union[str, Path], # a folder accepted by `check_run_outputs`
                )->ExplainTarget:
     "Config, manifest and both models of a run folder (Model A on the CPU); a file that cannot be read is a `SetrankError` naming it."
     outputs = check_run_outputs(outputs)
     manifest_path = outputs/'manifest.json'
     manifest = read_json_strict(manifest_path) if manifest_path.exists() else {}
-    return ExplainTarget(outputs, load_config(outputs/'config.yaml'), manifest,
-                         load_model_a(outputs/'models'/'model_a.pt', device='cpu'),
-                         load_model_b(outputs/'models'/'model_b'))
+    try: models = load_model_a(outputs/'models'/'model_a.pt', device='cpu'), load_model_b(outputs/'models'/'model_b')
+    except SetrankError as e: raise _one_line(e) from None
+    return ExplainTarget(outputs, load_config(outputs/'config.yaml'), manifest, *models)
 
 # %% ../nbs/11_explain.ipynb #fcf056e6
 def explain_rows(fs,                                      # FeatureSet

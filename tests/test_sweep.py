@@ -25,9 +25,12 @@ sys.path.insert(0, a['tests'])
 from setrank.config import load_config
 from setrank.sweep import run_sweep
 from fakes import fake_trial
+ran = []
 def runner(cfg, out_dir):
     result = fake_trial(cfg, out_dir, delay_s=a['delay'])
     if a.get('hang_after_first') and out_dir.parent.name != 'combo_0000': time.sleep(600)
+    if a.get('hang_first') and not ran: time.sleep(600)     # this worker's first trial never ends
+    ran.append(out_dir)
     return result
 run_sweep(load_config(overrides=a['overrides']), a['batch'], n_trials=a['n'], storage=a.get('storage'),
           run_trial=runner, progress=False, importances=False, poll_s=0.2)
@@ -39,9 +42,10 @@ QUICK_RECOVERY = {'sweep.heartbeat_s': 1, 'sweep.grace_s': 2}
 def _overrides(root:Path)->dict:
     return {'paths.runs': str(root/'runs'), 'paths.cache': str(root/'cache'), **QUICK_RECOVERY}
 
-def _worker(root:Path, batch:str, n:int, delay:float=0.0, storage=None, hang_after_first=False)->subprocess.Popen:
+def _worker(root:Path, batch:str, n:int, delay:float=0.0, storage=None, hang_after_first=False,
+            hang_first=False)->subprocess.Popen:
     args = dict(overrides=_overrides(root), batch=batch, n=n, delay=delay, storage=storage, hang_after_first=hang_after_first,
-                tests=str(TESTS))
+                hang_first=hang_first, tests=str(TESTS))
     return subprocess.Popen([sys.executable, '-c', WORKER, json.dumps(args)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -101,6 +105,32 @@ def test_killed_sweep_resumes_without_losing_or_redoing_a_trial(tmp_path):
     assert all(len(lines) == 1 for lines in runs.values())                # no combo ran twice
     study = optuna.load_study(study_name='killed', storage=default_storage(batch_dir))
     assert sorted(t.number for t in study.trials) == sorted(frame.index)   # the CSV holds every trial of the study
+
+def test_a_worker_killed_beside_a_live_one_loses_no_trial(tmp_path):
+    """Two workers on one SQLite study; one is killed -9 in its first trial. The other keeps going, finds the dead
+    trial by its stale heartbeat, re-runs its parameters once, and completes the batch alone."""
+    batch_dir = tmp_path/'runs'/'sweeps'/'half'
+    doomed = _worker(tmp_path, 'half', 4, hang_first=True)
+    deadline = time.time() + 60
+    while not list(batch_dir.glob('combo_*/outputs/runs.txt')):
+        assert doomed.poll() is None and time.time() < deadline, doomed.communicate()
+        time.sleep(0.1)
+    survivor = _worker(tmp_path, 'half', 4, delay=0.2)
+    time.sleep(1.0)
+    doomed.send_signal(signal.SIGKILL); doomed.wait()
+    out, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0 and 'Traceback' not in err and 'locked' not in err, err
+    frame = _results(batch_dir).set_index('number')
+    assert frame.state.value_counts().to_dict() == {'COMPLETE': 4, 'FAIL': 1}, frame.state
+    dead = frame.index[frame.state == 'FAIL'][0]
+    rerun = frame.index[frame.note == f're-runs {combo_name(dead)}'].tolist()
+    assert len(rerun) == 1 and frame.loc[rerun[0], 'state'] == 'COMPLETE'
+    params = list(load_config().sweep.space)
+    assert frame.loc[rerun[0], params].tolist() == frame.loc[dead, params].tolist()
+    runs = _runs_per_combo(batch_dir)
+    assert sorted(runs) == sorted(frame.combo) == sorted(p.name for p in batch_dir.glob('combo_*'))
+    assert all(len(v) == 1 for v in runs.values())                         # no combo ran twice
+    assert len({v[0] for v in runs.values()}) == 2                          # both workers started trials
 
 def test_interrupted_sweep_resumes_and_n_trials_is_the_batch_total(tmp_path):
     def interrupted(cfg, out_dir):
