@@ -360,7 +360,8 @@ def build_parser()->argparse.ArgumentParser:
     sw = sub.add_parser('sweep', help='tune with Optuna: a batch of combos, each a full run; analyze; lock the best',
                         description='Run a batch of trials (each a combo runs/sweeps/BATCH/combo_NNNN with its config.yaml '
                                     'and outputs/), optimizing a validation-season metric; never the test season. '
-                                    'Re-running the same command resumes the batch; several workers may share one '
+                                    'Re-running the same command resumes the batch (a trial whose worker was killed '
+                                    'runs again once its heartbeat is older than sweep.grace_s); several workers may share one '
                                     'study through --storage (e.g. a PostgreSQL URL).')
     _add_config_arg(sw)
     sw.add_argument('--method', choices=['optuna', 'grid'], help='TPE search or an explicit grid (default: sweep.method)')
