@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, sys, textwrap
 from pathlib import Path
 from typing import Callable, Optional
-from .config import SetrankError, load_config, config_yaml
+from .config import SetrankError, config_yaml, inside_folder, load_config
 
 # %% auto #0
 __all__ = ['build_parser', 'main', 'console_main']
@@ -59,6 +59,16 @@ def _cfg(args):
     over = {'data.source': args.data} if getattr(args, 'data', None) else None
     return load_config(args.config, overrides=over)
 
+def _check_seasons(cfg, tests:Optional[list]=None)->None:
+    "Fail fast: the seasons the config (or `tests`, a backtest's) names are in the data, before any feature is built."
+    from setrank.config import parse_season, resolve_seasons
+    from setrank.data import store_info
+    from setrank.pipeline import data_store
+    info = store_info(data_store(cfg))
+    available = sorted(info.loc[info.season_type == 'regular', 'season'].unique(), key=parse_season)
+    for test in tests or [None]:
+        resolve_seasons(cfg.seasons.model_copy(update={'test': test, 'validation': None}) if test else cfg.seasons, available)
+
 def _features_build(args)->int:
     import time
     from setrank.pipeline import load_league, run_features
@@ -91,14 +101,16 @@ def _baselines(args)->int:
 # %% ../nbs/14_cli.ipynb #b6e136d5
 def _run(args)->int:
     from setrank.pipeline import run_pipeline
-    result = run_pipeline(_cfg(args), progress=not args.quiet)
+    cfg = _cfg(args); _check_seasons(cfg)
+    result = run_pipeline(cfg, progress=not args.quiet)
     print(f'\n{result.run_dir}/eval_report.md  (the report)')
     print(f'{result.run_dir}/predictions_{result.split.test}.json  (the ranked league)')
     return 0
 
 def _train_a(args)->int:
     from setrank.pipeline import train_a
-    run_dir, history = train_a(_cfg(args), progress=not args.quiet)
+    cfg = _cfg(args); _check_seasons(cfg)
+    run_dir, history = train_a(cfg, progress=not args.quiet)
     print(f'Model A: {len(history["epochs"])} epochs, best {history["metric"]} {history.get("best_metric")} '
           f'at epoch {history.get("best_epoch")}')
     print(f'{run_dir}/models/model_a.pt\n{run_dir}/models/train_history.json')
@@ -107,7 +119,8 @@ def _train_a(args)->int:
 
 def _evaluate(args)->int:
     from setrank.pipeline import evaluate_run_dir, latest_run_dir
-    run = Path(args.run) if args.run else latest_run_dir(load_config(args.config).paths.runs)
+    runs = load_config(args.config).paths.runs
+    run = inside_folder(args.run, runs, args.run) if args.run else latest_run_dir(runs)
     if not run.exists(): raise SetrankError(f'no run folder {run}')
     print(evaluate_run_dir(run))
     return 0
@@ -115,7 +128,9 @@ def _evaluate(args)->int:
 def _backtest(args)->int:
     from setrank.config import season_range
     from setrank.pipeline import backtest, format_backtest, format_headline
-    out, table = backtest(_cfg(args), season_range(args.seasons), progress=not args.quiet)
+    cfg, seasons = _cfg(args), season_range(args.seasons)
+    _check_seasons(cfg, seasons)
+    out, table = backtest(cfg, seasons, progress=not args.quiet)
     for target in table.target.unique():
         print(format_backtest(table[table.target == target]), end='\n\n')
     print(format_backtest(table, teams='playoff'), end='\n\n')
@@ -155,9 +170,11 @@ def _forecast_backtest(args)->int:
 
 # %% ../nbs/14_cli.ipynb #1cec03f6
 def _sweep_run(args)->int:
-    from setrank.sweep import run_sweep
+    from setrank.sweep import check_batch_id, run_sweep
     if not args.batch_id: raise SetrankError('setrank sweep needs --batch-id NAME (the folder runs/sweeps/NAME and the study)')
+    check_batch_id(args.batch_id)
     cfg = load_config(args.config, overrides={'training.target': args.target} if args.target else None)
+    _check_seasons(cfg)
     result = run_sweep(cfg, args.batch_id, n_trials=args.n_trials, method=args.method, objective=args.objective,
                        storage=args.storage, n_jobs=args.n_jobs, explain=not args.no_explain)
     print(f'{result.batch_dir}/sweep_results.csv\n{result.batch_dir}/summary.json')
@@ -343,7 +360,8 @@ def build_parser()->argparse.ArgumentParser:
     sw = sub.add_parser('sweep', help='tune with Optuna: a batch of combos, each a full run; analyze; lock the best',
                         description='Run a batch of trials (each a combo runs/sweeps/BATCH/combo_NNNN with its config.yaml '
                                     'and outputs/), optimizing a validation-season metric; never the test season. '
-                                    'Re-running the same command resumes the batch; several workers may share one '
+                                    'Re-running the same command resumes the batch (a trial whose worker was killed '
+                                    'runs again once its heartbeat is older than sweep.grace_s); several workers may share one '
                                     'study through --storage (e.g. a PostgreSQL URL).')
     _add_config_arg(sw)
     sw.add_argument('--method', choices=['optuna', 'grid'], help='TPE search or an explicit grid (default: sweep.method)')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #bf309c4b
 from __future__ import annotations
-import difflib, hashlib, json, copy, io, importlib.resources
+import difflib, hashlib, json, copy, io, importlib.resources, re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -15,7 +15,8 @@ __all__ = ['SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig', 'Paths
            'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig',
            'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path',
            'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config', 'load_config',
-           'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons']
+           'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons',
+           'check_name', 'inside_folder']
 
 # %% ../nbs/00_config.ipynb #69db7ff1
 class SetrankError(Exception):
@@ -33,6 +34,23 @@ class SeasonsConfig(_Section):
     test: Optional[SeasonKey] = None
     validation: Optional[list[SeasonKey]] = None
     first: Optional[SeasonKey] = None
+
+    @model_validator(mode='after')
+    def _check(self):
+        "Keys parse, and first (training) < validation < test: a split that runs backwards fails before data is read."
+        def year(key, s):
+            try: return parse_season(s)
+            except SetrankError as e: raise ValueError(f'{key}: {e}') from None
+        test = year('test', self.test) if self.test is not None else None
+        first = year('first', self.first) if self.first is not None else None
+        validation = [year('validation', v) for v in self.validation or []]
+        if test is not None and first is not None and first >= test:
+            raise ValueError(f'first ({self.first}, the earliest training season) must come before test ({self.test})')
+        if test is not None and any(v >= test for v in validation):
+            raise ValueError(f'validation {self.validation} must come before test ({self.test})')
+        if first is not None and validation and first >= min(validation):
+            raise ValueError(f'first ({self.first}, the earliest training season) must come before validation {self.validation}')
+        return self
 
 class PathsConfig(_Section):
     "Where the store, the caches and the run folders live (relative to the working directory)."
@@ -181,11 +199,21 @@ class ParamSpace(_Section):
         return self
 
 class SweepConfig(_Section):
-    "Hyperparameter sweeps: method, budget, the validation objective and the search space."
+    "Hyperparameter sweeps: method, budget, the validation objective, the search space and dead-worker recovery."
     method: Literal['optuna', 'grid'] = 'optuna'
     n_trials: int = Field(10, ge=1)
     objective: Literal['spearman', 'ndcg8', 'rank_mae', 'playoff_spearman'] = 'spearman'
+    heartbeat_s: int = Field(15, ge=1, le=3600)
+    grace_s: int = Field(60, ge=2, le=86400)
+    max_retries: int = Field(2, ge=0, le=100)
     space: dict[str, ParamSpace] = Field(default_factory=dict)
+
+    @model_validator(mode='after')
+    def _check(self):
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(f'grace_s ({self.grace_s}) must be longer than heartbeat_s ({self.heartbeat_s}), or a '
+                             'live trial would be taken for dead between two heartbeats')
+        return self
 
 # %% ../nbs/00_config.ipynb #1bf22b5a
 class Config(_Section):
@@ -354,8 +382,9 @@ def resolve_seasons(cfg:SeasonsConfig, available:list[str])->SeasonSplit:
     "Fill unset seasons from the `available` ones: test = latest, validation = the one before, train = earlier ones."
     available = sorted(available, key=parse_season)
     if len(available) < 3: raise SetrankError(f'need at least 3 seasons of data (train, validation, test), found {available}')
-    for s in [cfg.test, cfg.first, *(cfg.validation or [])]:
-        if s is not None and s not in available: raise SetrankError(f'season {s!r} is not in the data; available: {available}')
+    for key, s in [('test', cfg.test), ('first', cfg.first), *(('validation', v) for v in cfg.validation or [])]:
+        if s is not None and s not in available:
+            raise SetrankError(f'seasons.{key}: season {s!r} is not in the data; available: {", ".join(available)}')
     test = cfg.test or available[-1]
     before = [s for s in available if parse_season(s) < parse_season(test)
               and (cfg.first is None or parse_season(s) >= parse_season(cfg.first))]
@@ -365,3 +394,28 @@ def resolve_seasons(cfg:SeasonsConfig, available:list[str])->SeasonSplit:
     train = [s for s in before if parse_season(s) < min(parse_season(v) for v in validation)]
     if not train: raise SetrankError(f'no training seasons before validation {validation}')
     return SeasonSplit(train=train, validation=validation, test=test)
+
+# %% ../nbs/00_config.ipynb #24ffb91d
+_NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')
+
+def check_name(name:str,                 # what the user typed
+               what:str='name',          # what it names, for the message ('batch id', 'combo')
+               example:str='optuna_10trial',
+              )->str:
+    "`name` if it can name one folder (letters, digits, `._-`; no `/`, no leading dot, no `..`), else a `SetrankError`."
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or '..' in name:
+        raise SetrankError(f'bad {what} {name!r}: use letters, digits, ".", "_" and "-" (one folder name, '
+                           f'no "/" or ".."), such as {example}')
+    return name
+
+def inside_folder(path:Union[str, Path],  # a path a user named (or one built from a name)
+                  root:Union[str, Path],  # the folder it must stay in (the runs folder)
+                  what:str='',            # how the user named it, for the message
+                 )->Path:
+    "`path` if it resolves (links followed) inside `root`, else a `SetrankError`: user names never leave `root`."
+    path, root = Path(path), Path(root)
+    if '..' in path.parts or not path.resolve().is_relative_to(root.resolve()):
+        shown = f'{what!r} ({path})' if what and what != str(path) else str(path)
+        raise SetrankError(f'{shown} is outside the runs folder {root}: name a run, combo or batch inside it '
+                           f'(or point --runs-root / paths.runs at the folder that holds it)')
+    return path

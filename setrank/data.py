@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #1981396a
 from __future__ import annotations
-import datetime as dt, hashlib, io, json, os, re, time, uuid
+import csv, datetime as dt, hashlib, io, json, os, re, time, uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import duckdb
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 from .config import SetrankError, PathsConfig, parse_season, season_key, season_range
 from .files import atomic_write
 
@@ -76,19 +77,20 @@ def empty_table(name:str)->pd.DataFrame:
 
 # %% ../nbs/01_data.ipynb #475dc4cd
 def _fmt(v)->str:
-    "A value as it should read in an error message."
+    "A value as it should read in an error message (a missing one as `null`)."
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and v != v): return 'null'
     if isinstance(v, pd.Timestamp): return v.strftime('%Y-%m-%d') if v == v.normalize() else str(v)
     if isinstance(v, (float, np.floating)): return repr(float(v))
     if isinstance(v, (np.integer, np.bool_)): return str(v.item())
     return str(v) if isinstance(v, str) else repr(v)
 
 def _example(df:pd.DataFrame, bad:Union[pd.Series, np.ndarray], keys:list[str], *cols:str)->str:
-    "`e.g. key=value ... col=value` for the first row where `bad` is True."
+    "`e.g. key=value ... col=value` for the first row where `bad` is True (its row number too when a key is missing)."
     pos = int(np.flatnonzero(np.asarray(bad))[0])
     row = df.iloc[pos]
     names = [k for k in keys if k in df.columns] or []
     parts = [f'{c}={_fmt(row[c])}' for c in dict.fromkeys([*names, *cols]) if c in df.columns]
-    if not names: parts.insert(0, f'row {pos + 1}')
+    if not names or any(_fmt(row[k]) == 'null' for k in names): parts.insert(0, f'row {pos + 1}')
     return 'e.g. ' + ' '.join(parts)
 
 def _dtype_name(s:pd.Series)->str:
@@ -103,6 +105,12 @@ def _numeric_like(s:pd.Series)->bool:
     if pd.api.types.is_numeric_dtype(s.dtype): return True
     return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ('integer', 'floating', 'mixed-integer-float', 'empty', 'decimal')
 
+def _not_numbers(s:pd.Series)->np.ndarray:
+    "Rows to quote when a column that should hold numbers does not: the values that are no number, else every row."
+    if pd.api.types.is_bool_dtype(s.dtype): return np.ones(len(s), bool)
+    text = s.map(lambda v: isinstance(v, str)).to_numpy(bool) & pd.to_numeric(s, errors='coerce').isna().to_numpy()
+    return text if text.any() else np.ones(len(s), bool)
+
 def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
     "`s` converted to canonical `dtype`; `fail(bad_mask, what)` raises for values that do not fit."
     if dtype == 'str':
@@ -113,7 +121,7 @@ def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
             return s.astype('str')
         fail(np.ones(len(s), bool), f'should be text, got {_dtype_name(s)}')
     if dtype in ('int64', 'int32', 'int16', 'Int64', 'Int16'):
-        if not _numeric_like(s): fail(np.ones(len(s), bool), f'should be whole numbers ({dtype}), got {_dtype_name(s)}')
+        if not _numeric_like(s): fail(_not_numbers(s), f'should be whole numbers ({dtype}), got {_dtype_name(s)}')
         num = pd.to_numeric(s) if s.dtype == object else s
         if pd.api.types.is_float_dtype(num.dtype):
             frac = num.notna() & (num != np.floor(num))
@@ -124,7 +132,7 @@ def _coerce_column(s:pd.Series, dtype:str, fail:Callable)->pd.Series:
         if dtype[0] == 'i' and num.isna().any(): fail(num.isna(), 'has missing values')
         return num.astype(dtype)
     if dtype == 'float64':
-        if not _numeric_like(s): fail(np.ones(len(s), bool), f'should be numbers, got {_dtype_name(s)}')
+        if not _numeric_like(s): fail(_not_numbers(s), f'should be numbers, got {_dtype_name(s)}')
         return (pd.to_numeric(s) if s.dtype == object else s).astype('float64')
     if dtype == 'bool':
         if pd.api.types.is_bool_dtype(s.dtype) or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ('boolean', 'empty')):
@@ -164,10 +172,19 @@ def coerce_table(df:pd.DataFrame, # one table as read from a source
     return pd.DataFrame(out)
 
 # %% ../nbs/01_data.ipynb #4f741ebc
+_REQUIRED_ROWS = ('teams', 'team_games', 'player_games')   # player_dnp may be empty (game logs list no DNPs)
+_MAX_MINUTES = 80                                           # the longest NBA game lasted 78 minutes (six overtimes)
+
 def _check_table(df:pd.DataFrame, name:str, label:str):
     "Raise a `SetrankError` for the first broken rule inside one coerced table."
     role = _role(name)
     keys = _KEYS.get(role, [])
+    if name in _REQUIRED_ROWS and not len(df):
+        raise SetrankError(f'{label}: no rows (a header only?): the store needs at least one {name} row')
+    if role in ('player_games', 'player_dnp') and len(df):
+        teams = df.groupby(['game_id', 'player_id'])['team_id'].transform('nunique')
+        if (bad := teams > 1).any():
+            raise SetrankError(f"{label}: a player is listed for two teams in one game, {_example(df, bad, keys, 'team_id')}")
     if keys:
         dup = df.duplicated(keys, keep=False)
         if dup.any(): raise SetrankError(f"{label}: duplicate rows for ({', '.join(keys)}), {_example(df, dup, keys)}")
@@ -176,6 +193,12 @@ def _check_table(df:pd.DataFrame, name:str, label:str):
             try: parse_season(season)
             except SetrankError as e:
                 raise SetrankError(f"{label}: column 'season' has a {e}, {_example(df, df['season'] == season, keys, 'season')}") from None
+    if {'season', 'game_date'} <= set(df.columns) and role and len(df):
+        year = df['season'].map({s: parse_season(s) for s in df['season'].unique()})
+        opens, closes = (pd.to_datetime(pd.DataFrame({'year': year + k, 'month': m, 'day': 1})) for k, m in ((0, 7), (1, 11)))
+        if (bad := (df['game_date'] < opens) | (df['game_date'] >= closes)).any():
+            raise SetrankError(f"{label}: column 'game_date' is outside its season (a season YYYY-YY plays between "
+                               f"July 1 of YYYY and October 31 of the next year), {_example(df, bad, keys, 'game_date', 'season')}")
     if 'season_type' in df.columns and role:
         bad = ~df['season_type'].isin(SEASON_TYPES)
         if bad.any(): raise SetrankError(f"{label}: column 'season_type' must be one of {', '.join(SEASON_TYPES)}, "
@@ -183,6 +206,9 @@ def _check_table(df:pd.DataFrame, name:str, label:str):
     for col in ('minutes', 'seconds'):
         if role == 'player_games' and (bad := df[col] < 0).any():
             raise SetrankError(f"{label}: column {col!r} has negative values, {_example(df, bad, keys, col)}")
+    if role == 'player_games' and (bad := df['minutes'] > _MAX_MINUTES).any():
+        raise SetrankError(f"{label}: column 'minutes' has values above {_MAX_MINUTES} (no NBA game has lasted longer "
+                           f"than 78 minutes: 48 and six overtimes), {_example(df, bad, keys, 'minutes')}")
     if role == 'teams' and (bad := ~df['conference'].isin(CONFERENCES)).any():
         raise SetrankError(f"{label}: column 'conference' must be East or West, {_example(df, bad, keys, 'conference')}")
     if role == 'team_games':
@@ -196,7 +222,7 @@ def _check_table(df:pd.DataFrame, name:str, label:str):
 
 # %% ../nbs/01_data.ipynb #63dec75e
 def _check_links(tables:dict[str, pd.DataFrame], labels:dict[str, str]):
-    "Raise a `SetrankError` for the first team id, team-game or points total that does not match across tables."
+    "Raise a `SetrankError` for the first team id, team-game, player listing or points total that does not match across tables."
     known = tables['teams']['team_id']
     for name, df in tables.items():
         if name == 'teams': continue
@@ -205,7 +231,22 @@ def _check_links(tables:dict[str, pd.DataFrame], labels:dict[str, str]):
             if (bad := ~df[col].isin(known)).any():
                 raise SetrankError(f"{labels[name]}: column {col!r} has team ids not in {labels['teams']}, "
                                    f"{_example(df, bad, keys, col)}")
+    listed = pd.concat([df[['game_id', 'player_id', 'team_id']].assign(_table=name) for name, df in tables.items()
+                        if _role(name) in ('player_games', 'player_dnp')], ignore_index=True)
+    if (bad := listed.duplicated(['game_id', 'player_id'], keep=False)).any():   # within one table: caught before
+        first = listed[bad].iloc[0]
+        both = listed[bad & (listed.game_id == first.game_id) & (listed.player_id == first.player_id)]
+        where = ' and '.join(f'{labels[t]} (team_id={i})' for t, i in zip(both._table, both.team_id))
+        what = 'for two teams in one game' if both.team_id.nunique() > 1 else 'as both playing and not playing one game'
+        raise SetrankError(f'{labels[both._table.iloc[-1]]}: a player is listed {what}, e.g. game_id={first.game_id} '
+                           f'player_id={first.player_id} in {where}')
     tg = tables['team_games'].set_index(['game_id', 'team_id'])['pts']
+    played = pd.concat([df[['game_id', 'team_id']] for name, df in tables.items() if _role(name) == 'player_games'])
+    team_games = tables['team_games']
+    alone = team_games.season_type.isin(['regular', 'playoffs']) & ~tg.index.isin(pd.MultiIndex.from_frame(played))
+    if alone.any():
+        raise SetrankError(f"{labels['team_games']}: a team-game without player rows in {labels['player_games']} (its "
+                           f"pts cannot be the sum of its players' pts), {_example(team_games, alone, _KEYS['team_games'], 'pts')}")
     for name, df in tables.items():
         if _role(name) != 'player_games' or not len(df): continue
         sums = df.groupby(['game_id', 'team_id'], sort=False)['pts'].sum()
@@ -413,8 +454,23 @@ def store_info(db_path:Union[str, Path]=DEFAULT_DB)->pd.DataFrame:
     return df.astype({c: 'int64' for c in ['games', 'team_games', 'player_games', 'players']})
 
 # %% ../nbs/01_data.ipynb #2e800b4d
+def _not_utf8(path:Path)->Optional[str]:
+    "Where CSV file `path` stops being UTF-8 (row, column, the line as read), or None if it is UTF-8 throughout."
+    raw = path.read_bytes()
+    try: raw.decode('utf-8'); return None
+    except UnicodeDecodeError as e: at = e.start
+    start, line = raw.rfind(b'\n', 0, at) + 1, raw.count(b'\n', 0, at) + 1
+    end = raw.find(b'\n', at)
+    header = next(csv.reader([raw[:raw.find(b'\n')].decode('utf-8', 'replace')]), [])
+    column = max(len(next(csv.reader([raw[start:at].decode('utf-8', 'replace')]), [''])) - 1, 0)
+    text = raw[start:end if end >= 0 else len(raw)].decode('utf-8', 'replace').rstrip('\r')
+    where = f'column {header[column]!r}' if column < len(header) and line > 1 else 'the header'
+    return (f'{path}: not UTF-8 text: byte 0x{raw[at]:02x} in {where}, e.g. row {line - 1} (line {line}): '
+            f'{text[:120]!r}; save the file as UTF-8')
+
 def _read_file(path:Path, name:str)->pd.DataFrame:
     "One table file as a frame; a `SetrankError` naming the file if it cannot be read."
+    if path.suffix == '.csv' and (msg := _not_utf8(path)): raise SetrankError(msg)
     try:
         if path.suffix == '.parquet': return pq.read_table(path).to_pandas(date_as_object=False)
         schema = table_schema(name) or {}
@@ -593,6 +649,20 @@ def _write_json(path:Path, data:dict):
     "Atomic JSON write (temp file in the same folder, then rename)."
     atomic_write(path, json.dumps(data))
 
+def _request(fetch:Callable[[], dict], # one request
+             what:str,                  # how messages name it
+             retries:int,               # attempts before giving up
+             backoff_s:float,           # wait before the 2nd attempt; doubles each time
+            )->dict:
+    "`fetch()` with tenacity: `retries` attempts, waits of `backoff_s` doubling after each failure; user errors not retried."
+    retrying = Retrying(stop=stop_after_attempt(retries), wait=wait_exponential(multiplier=backoff_s),
+                        retry=retry_if_not_exception_type(SetrankError), reraise=True)
+    try: return retrying(fetch)
+    except SetrankError: raise
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0]
+        raise SetrankError(f'{what}: failed after {retries} tries ({type(e).__name__}: {why})') from None
+
 def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a range such as "2019-20:2023-24"
                   db_path:Union[str, Path]=DEFAULT_DB,      # the DuckDB store to replace
                   cache_dir:Union[str, Path]=Path(PathsConfig().cache)/'nba_api', # raw responses, one JSON per request
@@ -623,20 +693,13 @@ def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a ra
                     except (json.JSONDecodeError, UnicodeDecodeError):
                         raise SetrankError(f'{path}: cached response is not valid JSON; delete it to fetch again') from None
                 else:
-                    for attempt in range(retries):
+                    def paced(args=(season, season_type, kind)):
+                        nonlocal last_call
                         time.sleep(max(0.0, last_call + pause_s - time.monotonic()))
                         last_call = time.monotonic()
-                        try:
-                            payload = fetch(season, season_type, kind)
-                            break
-                        except SetrankError: raise
-                        except Exception as e:
-                            if attempt == retries - 1:
-                                why = (str(e).splitlines() or [''])[0]
-                                raise SetrankError(f'stats.nba.com LeagueGameLog season={season} season_type={season_type!r} '
-                                                   f'player_or_team={kind}: failed after {retries} tries '
-                                                   f'({type(e).__name__}: {why})') from None
-                            time.sleep(backoff_s * 2**attempt)
+                        return fetch(*args)
+                    payload = _request(paced, f'stats.nba.com LeagueGameLog season={season} season_type={season_type!r} '
+                                              f'player_or_team={kind}', retries, backoff_s)
                     game_log_frame(payload, f'stats.nba.com LeagueGameLog {season} {season_type} {kind}')
                     _write_json(path, payload)
                 logs[kind].append(game_log_frame(payload, str(path)))

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import rankdata
-from .config import Config, SeasonSplit, SetrankError, config_hash, load_config, parse_season, resolve_seasons
+from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash, inside_folder, load_config,
+                            parse_season, resolve_seasons)
 from .files import atomic_write
 from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
+from .predict import read_json_strict
 
 # %% auto #0
 __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_run_outputs', 'latest_batch', 'resolve_target',
@@ -75,14 +77,27 @@ def _run_with_config(path:Path, runs_root:Path)->Path:
                            f'run it first with `setrank run --config {path}`')
     return max(found, key=lambda p: (p.stat().st_mtime, p.name))
 
+_SHELL_CHARACTERS = re.compile(r'[;|&$`<>*?!"\'\\\x00-\x1f]')
+
+def _target_path(name:str)->Path:
+    "`name` as a path, if it could name a run, combo or config: no `..`, no shell or control characters."
+    path = Path(name)
+    if not name.strip() or '..' in path.parts or _SHELL_CHARACTERS.search(name):
+        raise SetrankError(f'refused {name!r}: name a combo (combo_0002), a batch/combo (optuna_3trial/combo_0002), a run '
+                           f'folder (runs/run_003) or a config.yaml, inside the runs folder, without ".." or shell characters')
+    return path
+
 def resolve_target(config:Union[str, Path],          # combo name, batch/combo, config.yaml path, or run folder
-                   runs_root:Union[str, Path]='runs', # where runs and sweeps live
+                   runs_root:Union[str, Path]='runs', # where runs and sweeps live; what is explained must lie inside
                    batch:Optional[str]=None,          # sweep batch for a bare combo name (None: the newest)
                   )->Path:
-    "The outputs folder (trained models, config.yaml) that `config` names; a `SetrankError` says why not."
+    "The outputs folder (trained models, config.yaml) that `config` names, inside `runs_root`; a `SetrankError` says why not."
     name, runs_root = str(config), Path(runs_root)
-    path = Path(name)
-    if path.suffix in ('.yaml', '.yml'):
+    path = _target_path(name)
+    if batch is not None: check_name(batch, 'sweep batch', 'optuna_3trial')
+    is_config = path.suffix in ('.yaml', '.yml')   # a config is read like --config; the run it names must be inside
+    if path.is_absolute() and not is_config: inside_folder(path, runs_root, name)
+    if is_config:
         if not path.exists(): raise SetrankError(f'config file not found: {path}')
         if (path.parent/'outputs').is_dir(): outputs = path.parent/'outputs'           # a combo's config.yaml
         elif (path.parent/'models').is_dir() or (path.parent/'manifest.json').exists(): outputs = path.parent
@@ -93,7 +108,7 @@ def resolve_target(config:Union[str, Path],          # combo name, batch/combo, 
         if not batch_dir.is_dir(): raise SetrankError(f'sweep batch not found: {batch_dir}')
         outputs = _combo_outputs(batch_dir, name)
     elif len(path.parts) == 2 and COMBO_NAME.fullmatch(path.parts[1]):
-        batch_dir = runs_root/'sweeps'/path.parts[0]
+        batch_dir = runs_root/'sweeps'/check_name(path.parts[0], 'sweep batch', 'optuna_3trial')
         if not batch_dir.is_dir():
             raise SetrankError(f'sweep batch {path.parts[0]!r} not found in {runs_root/"sweeps"} (for {name!r})')
         outputs = _combo_outputs(batch_dir, path.parts[1])
@@ -101,7 +116,7 @@ def resolve_target(config:Union[str, Path],          # combo name, batch/combo, 
     else:
         raise SetrankError(f'cannot find {name!r}: expected a combo name (combo_0002), a batch/combo '
                            f'(optuna_3trial/combo_0002), a path to a config.yaml, or a run folder (runs/run_003)')
-    return check_run_outputs(outputs, name)
+    return check_run_outputs(inside_folder(outputs, runs_root, name), name)
 
 # %% ../nbs/11_explain.ipynb #9ec14019
 @dataclass
@@ -118,15 +133,22 @@ class ExplainTarget:
         if 'split' in self.manifest: return SeasonSplit.model_validate(self.manifest['split'])
         return resolve_seasons(self.cfg.seasons, sorted(fs.rows.season.astype(str).unique(), key=parse_season))
 
+def _one_line(err:SetrankError)->SetrankError:
+    "A loader's message on one line: torch's unpickling errors run to a page; keep their first sentence."
+    lines = str(err).splitlines()
+    if len(lines) < 2: return err
+    head = lines[0].split('. ')[0]
+    return SetrankError(head + ')'*(head.count('(') - head.count(')')))
+
 def load_target(outputs:Union[str, Path], # a folder accepted by `check_run_outputs`
                )->ExplainTarget:
-    "Config, manifest and both models of a run folder (Model A on the CPU)."
+    "Config, manifest and both models of a run folder (Model A on the CPU); a file that cannot be read is a `SetrankError` naming it."
     outputs = check_run_outputs(outputs)
     manifest_path = outputs/'manifest.json'
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    return ExplainTarget(outputs, load_config(outputs/'config.yaml'), manifest,
-                         load_model_a(outputs/'models'/'model_a.pt', device='cpu'),
-                         load_model_b(outputs/'models'/'model_b'))
+    manifest = read_json_strict(manifest_path) if manifest_path.exists() else {}
+    try: models = load_model_a(outputs/'models'/'model_a.pt', device='cpu'), load_model_b(outputs/'models'/'model_b')
+    except SetrankError as e: raise _one_line(e) from None
+    return ExplainTarget(outputs, load_config(outputs/'config.yaml'), manifest, *models)
 
 # %% ../nbs/11_explain.ipynb #fcf056e6
 def explain_rows(fs,                                      # FeatureSet
@@ -479,6 +501,7 @@ def explain_target(config:Union[str, Path],           # combo name, batch/combo,
                   )->Path:                             # the folder holding explain.md and the figures
     "Run the explain report for `config` with papermill; its outputs and the executed notebook land in `out`."
     outputs = resolve_target(config, runs_root, batch)
+    load_target(outputs)   # a corrupt model or manifest fails here, naming the file, before a kernel starts
     import papermill as pm
     out = Path(out) if out is not None else outputs
     out.mkdir(parents=True, exist_ok=True)

@@ -357,11 +357,12 @@ def open_run(run_dir:Path,         # a finished run folder
             )->tuple:
     "(cfg, manifest, tables, fingerprint, fs) of a finished run; `SetrankError` if a file is missing or the data changed."
     from setrank.config import load_config
+    from setrank.predict import read_json_strict
     if not run_dir.is_dir(): raise SetrankError(f'no run folder {run_dir}')
     for need in ('config.yaml', 'manifest.json', *needs):
         if not (run_dir/need).exists(): raise SetrankError(f'{run_dir} is not a finished run: {need} is missing')
     cfg = load_config(run_dir/'config.yaml')
-    manifest = json.loads((run_dir/'manifest.json').read_text())
+    manifest = read_json_strict(run_dir/'manifest.json')
     tables, fingerprint = load_league(cfg, progress)
     if fingerprint != manifest.get('data_fingerprint'):
         raise SetrankError(f'the data changed since {run_dir.name} ran (fingerprint {fingerprint[:12]}, the run used '
@@ -391,14 +392,21 @@ def evaluate_scores(cfg:Config,           # the run's config (horizons, seed, da
 # %% ../nbs/13_pipeline.ipynb #4deeb433
 def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     "Rewrite `eval_report.json/.md` of a finished run from its `scores.parquet`; returns the markdown path."
-    import pandas as pd
+    import pandas as pd, pyarrow as pa
     from setrank.evaluate import write_eval_report
+    from setrank.predict import read_json_strict
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
     if manifest.get('forecast_season'):
         return write_in_progress_report(run_dir, manifest['forecast_season'], manifest.get('validation') or {},
                                         manifest['split']['validation'], manifest.get('stack'))
-    scores = pd.read_parquet(run_dir/'scores.parquet')
+    predictions = run_dir/f"predictions_{manifest.get('split', {}).get('test')}.json"
+    if not predictions.exists(): raise SetrankError(f'{run_dir} is not a finished run: {predictions.name} is missing')
+    read_json_strict(predictions)   # the report names this file and its hash: it must be whole, valid JSON
+    try: scores = pd.read_parquet(run_dir/'scores.parquet')
+    except (pa.ArrowException, OSError) as e:
+        raise SetrankError(f'{run_dir/"scores.parquet"}: not a readable parquet file ({str(e).splitlines()[0]}); '
+                           f're-run {run_dir.name} with `setrank run`') from None
     rows = fs.rows.iloc[scores.row.to_numpy()].reset_index(drop=True)
     report = evaluate_scores(cfg, fingerprint, rows, scores, list(fs.rows.season.astype(str).unique()), run_dir.name,
                              sorted(run_dir.glob('predictions_*.json')))

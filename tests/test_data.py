@@ -1,9 +1,12 @@
 "The data layer on the real box scores: import counts, standings, bad inputs that must fail cleanly, nba_api payloads."
 import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
+from urllib.parse import urlparse
 import pandas as pd
 import pytest
+import requests
 import setrank.data as data
+from setrank import synthetic
 from setrank.config import SetrankError
 from setrank.data import (SCHEMA, PLAY_IN_CUP_TABLE, import_folder, load_tables, data_fingerprint, store_info,
                           write_store, tables_fingerprint, game_log_frame, tables_from_game_logs, validate_tables,
@@ -193,7 +196,6 @@ def test_extra_tables_are_stored_and_loaded_with_the_rest(work, tmp_path):
         write_store(tables | {'truth_team_strength': truth['truth_team_strength'].assign(team_id=42)}, out, 'synthetic')
 
 def test_synthetic_league_round_trips_through_the_store(tmp_path):
-    synthetic = pytest.importorskip('setrank.synthetic')
     tables = synthetic.synth_league(n_seasons=3, seed=7)
     summary = write_store(tables, tmp_path/'synthetic.duckdb', 'synthetic')
     back = load_tables(tmp_path/'synthetic.duckdb')
@@ -260,11 +262,38 @@ def test_fetch_seasons_paces_requests_retries_with_backoff_and_caches(tmp_path, 
         fetch_seasons(['2022-23'], tmp_path/'api.duckdb', cache, retries=3, fetcher=refused)
     assert sha256(tmp_path/'api.duckdb') == before
 
-def test_fetch_without_nba_api_says_how_to_install_it(tmp_path):
-    try:
-        import nba_api  # noqa: F401
-        pytest.skip('nba_api is installed here')
-    except ImportError: pass
+class _RecordedResponse:
+    "What `requests` returns, holding a recorded stats.nba.com response."
+    def __init__(self, url, text): self.url, self.status_code, self.text = url, 200, text
+
+def test_nba_api_requests_answered_by_recorded_responses_map_to_the_store(tmp_path, monkeypatch):
+    """The real fetch path, offline: nba_api's LeagueGameLog builds each request, its HTTP call gets the recorded
+    response (tests/fixtures/nba_api), nba_api parses it, setrank maps it and stores it."""
+    asked = []
+    def recorded(session, url, params, **kwargs):
+        p = dict(params)
+        asked.append((urlparse(url).path, p['Season'], p['SeasonType'], p['PlayerOrTeam']))
+        kind = {'T': 'team', 'P': 'player'}[p['PlayerOrTeam']]
+        slug = {'Regular Season': 'regular', 'Playoffs': 'playoffs'}[p['SeasonType']]
+        return _RecordedResponse(url, (FIXTURES/f'leaguegamelog_{p["Season"]}_{slug}_{kind}.json').read_text())
+    monkeypatch.setattr(requests.Session, 'get', recorded)
+    summary = fetch_seasons('2023-24', tmp_path/'api.duckdb', tmp_path/'cache', pause_s=0)
+    assert asked == [('/stats/leaguegamelog', '2023-24', season_type, kind)
+                     for season_type in ('Regular Season', 'Playoffs') for kind in ('T', 'P')]
+    tables = load_tables(tmp_path/'api.duckdb')
+    tg, pg = tables['team_games'], tables['player_games']
+    assert summary.rows == {'teams': 30, 'team_games': 8, 'player_games': len(pg), 'player_dnp': 0, PLAY_IN_CUP_TABLE: 0}
+    assert tg.groupby('season_type').game_id.nunique().to_dict() == {'playoffs': 2, 'regular': 2}
+    finals5 = tg[tg.game_id == '0042300405'].set_index('team')
+    assert finals5.loc['BOS', ['is_home', 'win', 'pts', 'opp_pts', 'opponent']].tolist() == [True, True, 106, 88, 'DAL']
+    assert tg.loc[tg.team == 'LAL', ['opponent', 'is_home', 'win', 'game_date']].values.tolist() == [
+        ['DEN', False, False, pd.Timestamp('2023-10-24')]]
+    assert (pg.groupby(['game_id', 'team_id']).pts.sum() == tg.set_index(['game_id', 'team_id']).pts).all()
+    assert pg.player_id.str.match(r'^nba:\d+$').all() and (pg.player_id == 'nba:' + pg.nba_player_id.astype(str)).all()
+    assert sorted(p.name for p in (tmp_path/'cache').iterdir()) == sorted(p.name for p in FIXTURES.glob('*.json'))
+
+def test_fetch_without_nba_api_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'nba_api.stats.endpoints', None)   # as if nba_api were not installed
     with pytest.raises(SetrankError, match='pip install nba_api'):
         fetch_seasons('2023-24', tmp_path/'api.duckdb', tmp_path/'empty_cache')
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 import pytest
+import torch
 from scipy.special import expit
 
 from setrank.config import OutputConfig, SetrankError
@@ -227,7 +228,6 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
 
 
 def test_contributors_accept_model_a_tensors_and_small_leagues():
-    torch = pytest.importorskip('torch')
     rows, models, attention = _example()
     head_weights = torch.tensor(np.nan_to_num(attention['weights'])[:, None, :].repeat(2, 1), requires_grad=True)
     attn = {'weights': head_weights, 'player_ids': attention['player_ids'], 'fallback': torch.tensor(attention['fallback'])}

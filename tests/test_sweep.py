@@ -1,5 +1,6 @@
 """Sweeps end to end: combos, resuming after a kill, several workers on one study (SQLite and PostgreSQL), the papermill
-analysis report and lock-best. Trials use `fake_trial` (instant, deterministic); one slow test runs the real pipeline."""
+analysis report and lock-best. Trials use `fakes.fake_trial` (instant, deterministic); one slow test runs the real
+pipeline."""
 import json, os, shutil, signal, subprocess, sys, time, uuid
 from functools import partial
 from pathlib import Path
@@ -9,31 +10,42 @@ import pytest
 import optuna
 
 from setrank.config import DEFAULTS_PATH, load_config, read_yaml
-from setrank.sweep import (LOCK_MARK, analyze_batch, default_storage, fake_trial, lock_best, open_storage, run_sweep)
+from setrank.sweep import LOCK_MARK, analyze_batch, combo_name, default_storage, lock_best, run_sweep
+from fakes import fake_trial
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # A sweep worker in its own process, as a second machine (or a killed terminal) would run it.
 WORKER = r'''
 import json, sys, time
-from functools import partial
-from setrank.config import load_config
-from setrank.sweep import run_sweep, fake_trial
 a = json.loads(sys.argv[1])
+sys.path.insert(0, a['tests'])
+from setrank.config import load_config
+from setrank.sweep import run_sweep
+from fakes import fake_trial
+ran = []
 def runner(cfg, out_dir):
     result = fake_trial(cfg, out_dir, delay_s=a['delay'])
     if a.get('hang_after_first') and out_dir.parent.name != 'combo_0000': time.sleep(600)
+    if a.get('hang_first') and not ran: time.sleep(600)     # this worker's first trial never ends
+    ran.append(out_dir)
     return result
 run_sweep(load_config(overrides=a['overrides']), a['batch'], n_trials=a['n'], storage=a.get('storage'),
           run_trial=runner, progress=False, importances=False, poll_s=0.2)
 '''
 
-def _overrides(root:Path)->dict:
-    return {'paths.runs': str(root/'runs'), 'paths.cache': str(root/'cache')}
+# Dead workers are found by their missing heartbeat: a one-second heartbeat and a two-second grace keep the tests quick.
+QUICK_RECOVERY = {'sweep.heartbeat_s': 1, 'sweep.grace_s': 2}
 
-def _worker(root:Path, batch:str, n:int, delay:float=0.0, storage=None, hang_after_first=False)->subprocess.Popen:
-    args = dict(overrides=_overrides(root), batch=batch, n=n, delay=delay, storage=storage, hang_after_first=hang_after_first)
+def _overrides(root:Path)->dict:
+    return {'paths.runs': str(root/'runs'), 'paths.cache': str(root/'cache'), **QUICK_RECOVERY}
+
+def _worker(root:Path, batch:str, n:int, delay:float=0.0, storage=None, hang_after_first=False,
+            hang_first=False)->subprocess.Popen:
+    args = dict(overrides=_overrides(root), batch=batch, n=n, delay=delay, storage=storage, hang_after_first=hang_after_first,
+                hang_first=hang_first, tests=str(TESTS))
     return subprocess.Popen([sys.executable, '-c', WORKER, json.dumps(args)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -61,8 +73,10 @@ def test_sweep_writes_one_combo_per_trial_with_its_full_config(tmp_path):
     assert summary['best']['validation']['spearman'] == frame.validation_spearman.max()
     assert summary['n_trials'] == 3 and summary['complete'] == 3 and summary['importances']
 
-def test_killed_sweep_resumes_without_redoing_finished_combos(tmp_path):
-    "Kill -9 a sweep during its second trial; the same call again finishes the batch and leaves combo_0000 alone."
+def test_killed_sweep_resumes_without_losing_or_redoing_a_trial(tmp_path):
+    """Kill -9 a sweep during its second trial; the same call again (the documented resume) finishes the batch: the
+    killed trial's parameters run once more, as a new combo, once its heartbeat is older than the grace period;
+    combo_0000 is not touched; every combo folder is a trial of the study and ran exactly once."""
     batch_dir = tmp_path/'runs'/'sweeps'/'killed'
     proc = _worker(tmp_path, 'killed', 3, hang_after_first=True)
     deadline = time.time() + 60
@@ -76,15 +90,47 @@ def test_killed_sweep_resumes_without_redoing_finished_combos(tmp_path):
     mtime = first.stat().st_mtime_ns
 
     cfg = load_config(overrides=_overrides(tmp_path))
-    res = run_sweep(cfg, 'killed', n_trials=3, run_trial=fake_trial, progress=False)
+    res = run_sweep(cfg, 'killed', n_trials=3, run_trial=fake_trial, progress=False, poll_s=0.2)
     frame = _results(batch_dir).set_index('number')
-    assert res.summary['complete'] == 3 and (frame.state == 'COMPLETE').sum() == 3
+    assert res.summary['complete'] == 3 and frame.state.value_counts().to_dict() == {'COMPLETE': 3, 'FAIL': 1}
     assert first.stat().st_mtime_ns == mtime                               # finished combo untouched
-    assert all(len(lines) == 1 for lines in _runs_per_combo(batch_dir).values())  # no combo ran twice
-    assert frame.loc[1, 'state'] == 'FAIL' and 're-run as combo_0002' in frame.loc[1, 'note']
+    rerun = frame.index[frame.note == 're-runs combo_0001'].tolist()
+    assert frame.loc[1, 'state'] == 'FAIL' and len(rerun) == 1             # the killed trial re-ran exactly once
+    assert f're-run as {combo_name(rerun[0])}' in frame.loc[1, 'note']
     params = list(cfg.sweep.space)
-    assert frame.loc[2, params].tolist() == frame.loc[1, params].tolist()  # the killed trial's parameters re-ran
-    assert frame.loc[2, 'note'] == 're-runs combo_0001'
+    assert frame.loc[rerun[0], params].tolist() == frame.loc[1, params].tolist()  # with the killed trial's parameters
+    assert frame.loc[rerun[0], 'state'] == 'COMPLETE'
+    runs = _runs_per_combo(batch_dir)
+    assert sorted(runs) == sorted(frame.combo) == sorted(p.name for p in batch_dir.glob('combo_*'))  # folders = trials
+    assert all(len(lines) == 1 for lines in runs.values())                # no combo ran twice
+    study = optuna.load_study(study_name='killed', storage=default_storage(batch_dir))
+    assert sorted(t.number for t in study.trials) == sorted(frame.index)   # the CSV holds every trial of the study
+
+def test_a_worker_killed_beside_a_live_one_loses_no_trial(tmp_path):
+    """Two workers on one SQLite study; one is killed -9 in its first trial. The other keeps going, finds the dead
+    trial by its stale heartbeat, re-runs its parameters once, and completes the batch alone."""
+    batch_dir = tmp_path/'runs'/'sweeps'/'half'
+    doomed = _worker(tmp_path, 'half', 4, hang_first=True)
+    deadline = time.time() + 60
+    while not list(batch_dir.glob('combo_*/outputs/runs.txt')):
+        assert doomed.poll() is None and time.time() < deadline, doomed.communicate()
+        time.sleep(0.1)
+    survivor = _worker(tmp_path, 'half', 4, delay=0.2)
+    time.sleep(1.0)
+    doomed.send_signal(signal.SIGKILL); doomed.wait()
+    out, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0 and 'Traceback' not in err and 'locked' not in err, err
+    frame = _results(batch_dir).set_index('number')
+    assert frame.state.value_counts().to_dict() == {'COMPLETE': 4, 'FAIL': 1}, frame.state
+    dead = frame.index[frame.state == 'FAIL'][0]
+    rerun = frame.index[frame.note == f're-runs {combo_name(dead)}'].tolist()
+    assert len(rerun) == 1 and frame.loc[rerun[0], 'state'] == 'COMPLETE'
+    params = list(load_config().sweep.space)
+    assert frame.loc[rerun[0], params].tolist() == frame.loc[dead, params].tolist()
+    runs = _runs_per_combo(batch_dir)
+    assert sorted(runs) == sorted(frame.combo) == sorted(p.name for p in batch_dir.glob('combo_*'))
+    assert all(len(v) == 1 for v in runs.values())                         # no combo ran twice
+    assert len({v[0] for v in runs.values()}) == 2                          # both workers started trials
 
 def test_interrupted_sweep_resumes_and_n_trials_is_the_batch_total(tmp_path):
     def interrupted(cfg, out_dir):
@@ -99,23 +145,24 @@ def test_interrupted_sweep_resumes_and_n_trials_is_the_batch_total(tmp_path):
     assert len(again.results) == 4
 
 def _check_shared_batch(batch_dir:Path, study, n:int):
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == n, [t.state.name for t in study.trials]
-    numbers = [t.number for t in study.trials]
-    assert len(numbers) == len(set(numbers))
+    states = {t.number: t.state.name for t in study.trials}
+    assert list(states.values()).count('COMPLETE') == n, states           # n complete, no overshoot past the budget
+    surplus = {t.number for t in study.trials if t.user_attrs.get('surplus')}
+    assert all(s == 'COMPLETE' for k, s in states.items() if k not in surplus), states  # nothing failed or left waiting
     combos = sorted(p.name for p in batch_dir.glob('combo_*'))
-    assert combos == sorted(f'combo_{t.number:04d}' for t in complete)      # no combo without a complete trial
+    assert combos == [combo_name(k) for k in sorted(states) if k not in surplus]   # a folder per complete trial, no other
     runs = _runs_per_combo(batch_dir)
     assert sorted(runs) == combos and all(len(v) == 1 for v in runs.values())  # each combo ran exactly once
     assert len({line for v in runs.values() for line in v}) == 2              # both workers ran trials
     frame = _results(batch_dir)
-    assert (frame.state == 'COMPLETE').sum() == n and frame.combo.is_unique
+    assert frame.combo.tolist() == combos and (frame.state == 'COMPLETE').all()   # the CSV lists exactly those
 
 def _run_two_workers(tmp_path, batch, n, storage=None):
     procs = [_worker(tmp_path, batch, n, delay=0.3, storage=storage) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+        assert 'locked' not in err and 'Traceback' not in err, err          # no lock errors, retried or not
 
 def test_two_workers_share_one_sqlite_study(tmp_path):
     _run_two_workers(tmp_path, 'shared', 6)
@@ -201,9 +248,7 @@ def test_ci_services_script_is_valid_bash():
 
 @pytest.mark.slow
 def test_real_sweep_trial_on_the_synthetic_league(tmp_path):
-    "One real trial (the whole pipeline) on a small synthetic league: a combo run folder and validation metrics."
-    pipeline = pytest.importorskip('setrank.pipeline')
-    if not hasattr(pipeline, 'run_pipeline'): pytest.skip('setrank.pipeline.run_pipeline does not exist yet')
+    "One real trial (the whole pipeline) on a small synthetic league: the trial's value is the run's validation metric."
     cfg = load_config(overrides={**_overrides(tmp_path), 'data.synth_seasons': 4, 'model_a.epochs': 1,
                                  'model_b.xgb.n_estimators': 20, 'model_b.rf.n_estimators': 20,
                                  'output.odds_simulations': 200, 'output.plots': False,
@@ -211,5 +256,9 @@ def test_real_sweep_trial_on_the_synthetic_league(tmp_path):
     res = run_sweep(cfg, 'real', n_trials=1, progress=False)
     combo = res.batch_dir/'combo_0000'
     assert res.summary['complete'] == 1, res.results.note.tolist()
-    assert (combo/'outputs'/'manifest.json').exists() and (combo/'outputs'/'scores.parquet').exists()
-    assert -1 <= res.best['validation']['spearman'] <= 1
+    assert (combo/'outputs'/'scores.parquet').exists()
+    manifest = json.loads((combo/'outputs'/'manifest.json').read_text())
+    assert load_config(combo/'config.yaml').model_b.xgb.max_depth == res.best['params']['model_b.xgb.max_depth']
+    assert res.best['validation'] == manifest['validation'] and res.best['test'] == manifest['test']
+    assert res.results.loc[0, 'value'] == manifest['validation']['spearman'] != manifest['test']['spearman']
+    assert manifest['split']['validation'] != [manifest['split']['test']]   # selected on validation, not on the test
