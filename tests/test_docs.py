@@ -267,7 +267,7 @@ def test_formulas_are_typeset_as_math(site, browser, tmp_path):
         assert not errors, errors
 
 def test_report_pages_show_their_images(site, browser):
-    "Each report page (nbs/reports/) shows the figures saved in its notebook, and every image on it loads."
+    "The explain and sweep-analysis pages show the figures saved in their notebooks; every image on a report page loads."
     out, _ = site
     reports = sorted((out/'reports').glob('*.html'))
     assert reports
@@ -275,7 +275,7 @@ def test_report_pages_show_their_images(site, browser):
         page, errors = _open(browser, path)
         sizes = page.evaluate("[...document.querySelectorAll('article img')].map(i => [i.complete, i.naturalWidth])")
         page.close()
-        assert sizes, f'{path.name}: a report page without a figure'
+        if path.stem in ('explain', 'analysis'): assert sizes, f'{path.name}: the report page shows no figure'
         assert all(done and width > 0 for done, width in sizes), f'{path.name}: an image did not load {sizes}'
         assert not errors, errors
 
