@@ -19,11 +19,12 @@ from .baselines import (BASELINES, _NEEDS_PREVIOUS_SEASON, kendall_b, ndcg_at_k,
 from .predict import MODEL_NAMES, TARGETS, file_sha256, write_json_atomic, write_text_atomic
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'RANDOM', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',
+__all__ = ['LOWER_IS_BETTER', 'RANDOM', 'METHODS', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',
            'championship_log_loss', 'keyed_rng', 'apply_metric', 'percentile_interval', 'bootstrap_ci',
            'paired_delta_ci', 'horizon_label', 'horizon_rows', 'baseline_scores', 'score_list', 'evaluate_run',
-           'eval_report_markdown', 'plot_metric_by_horizon', 'plot_rank_scatter', 'plot_title_odds',
-           'write_eval_report', 'ablation_table']
+           'describe_method', 'headline_list', 'headline_lines', 'ranking_table', 'eval_report_markdown',
+           'strongest_baselines', 'plot_metric_by_horizon', 'plot_rank_scatter', 'plot_title_odds', 'write_eval_report',
+           'ablation_table']
 
 # %% ../nbs/10_evaluate.ipynb #16a88638
 def rank_metrics(k:int=8)->dict[str, Callable]:
@@ -337,6 +338,142 @@ def _summarize_odds(odds_rows):
     out = g.agg(brier=('brier', 'mean'), log_loss=('log_loss', 'mean'), n_seasons=('season', 'nunique')).reset_index()
     return [{k: (_round(v) if isinstance(v, float) else v) for k, v in r.items()} for r in out.to_dict('records')]
 
+# %% ../nbs/10_evaluate.ipynb #e2b506f3
+METHODS = {  # name -> (a short gloss for its first mention in a sentence, the definition in the ranking table)
+    'ensemble': ("setrank's prediction", "setrank's prediction: a RidgeCV stack of Model A, XGBoost and the random "
+                 "forest, fitted on their out-of-fold scores"),
+    'model_a': ('the roster attention model', 'Model A: a Deep Set with set attention over the players of the roster, '
+                'trained with ListMLE on lists of teams'),
+    'xgb': ('XGBoost on team features', 'Model B: XGBoost on team features (record, ratings, four factors, schedule)'),
+    'rf': ('a random forest on team features', 'Model B: a random forest on the same team features'),
+    'prior': ('shrunk point differential less schedule', "setrank's hand-made strength, no training: point differential "
+              "to date shrunk toward the roster's prior-season rating (40 games' weight), minus 2 × the mean strength of "
+              "the remaining opponents"),
+    'win_pct': ('win % to date', 'win % in the games before the as-of date'),
+    'point_diff': ('point differential to date', 'mean point margin per game in the games before the as-of date'),
+    'srs': ('Simple Rating System to date', 'SRS: point margin adjusted for the strength of the opponents, least squares '
+            'on the games before the as-of date'),
+    'prev_season_win_pct': ("last season's win %", "last season's final regular-season win % (undefined in the first "
+                            "season of the data)"),
+    'prior_player_rating': ("last season's player ratings", "minutes-weighted sum over the current roster of each "
+                            "player's rating from last season (ridge regression of game margins on who played)"),
+    'roster_rating': ('in-season player ratings', "minutes-weighted sum over the current roster of in-season player "
+                      "ratings to date (the same ridge regression, shrunk toward last season's ratings); setrank's "
+                      "strongest single feature, reported for honesty"),
+    'random': ('a random order', 'a random order: its exact expected value; its interval is what luck alone reaches on '
+               'the list'),
+    'uniform': ('equal odds', 'equal title odds for every team (1/30 each)'),
+}
+
+def describe_method(name:str,          # a method of the report: model, baseline, 'random' or 'uniform'
+                    long:bool=False,   # the ranking table's definition instead of the short gloss
+                   )->str:
+    "What a method of the report is, in words."
+    if name not in METHODS: return 'no description (add one to setrank.evaluate.METHODS)'
+    return METHODS[name][int(long)]
+
+# %% ../nbs/10_evaluate.ipynb #45b875dd
+_TARGET_WORDS = {'rest_of_season': 'rest-of-season win %', 'final_rank': 'final standings',
+                 'playoff_outcome': 'playoff series won'}
+
+def headline_list(report:dict,    # an `evaluate_run` report
+                  horizon:float,  # one of its horizons
+                 )->Optional[tuple[str, str]]: # (target, teams), or None when nothing was scored there
+    "The list the headline reads at `horizon`: rest of season (all teams) before the end, playoff series won (playoff teams) at the end."
+    have = {(r['target'], r['teams']) for r in report['summary'] if r['horizon'] == horizon and r['metric'] == 'spearman'
+            and r.get('mean') is not None}
+    prefer = [('rest_of_season', 'league')] if horizon < 1 else [('playoff_outcome', 'playoff'), ('final_rank', 'league')]
+    return next((p for p in prefer + [(t, 'league') for t in report['settings']['targets']] if p in have), None)
+
+def _list_words(target:str, teams:str)->str:
+    return f"{_TARGET_WORDS.get(target, target)}, {'all teams' if teams == 'league' else 'the playoff teams'}"
+
+def _spearman_cells(report, horizon, target, teams)->dict:
+    "method -> its Spearman summary row on one list."
+    return {r['method']: r for r in report['summary'] if r['horizon'] == horizon and r['target'] == target
+            and r['teams'] == teams and r['metric'] == 'spearman' and r.get('mean') is not None}
+
+def _comparison(report, horizon, target, teams, baseline)->Optional[dict]:
+    return next((c for c in report['comparisons'] if c['horizon'] == horizon and c['target'] == target
+                 and c['teams'] == teams and c['metric'] == 'spearman' and c['baseline'] == baseline), None)
+
+def _verdict(c:dict)->str:
+    "Does the paired interval exclude zero, and which way?"
+    if c['ci_low'] > 0: return 'the interval excludes zero: the ensemble is ahead beyond noise'
+    if c['ci_high'] < 0: return 'the interval excludes zero: the baseline is ahead beyond noise'
+    return 'the interval includes zero: on this evidence the two cannot be told apart'
+
+def headline_lines(report:dict)->list[str]:
+    "The headline in words: an overall line, then per horizon the best method, its margin, and the ensemble against the strongest baseline."
+    st, seen = report['settings'], set()
+    lead = st['models'][0] if st['models'] else None
+    def name(m):
+        first = m not in seen; seen.add(m)
+        return f'`{m}` ({describe_method(m)})' if first else f'`{m}`'
+    n = len(st['seasons'])
+    over = f' (mean over {n} test seasons)' if n > 1 else ''
+    bullets, tally = [], {'ahead': 0, 'behind': 0, 'noise': 0}
+    for h in st['horizons']:
+        lst = headline_list(report, h)
+        if lst is None: continue
+        cells = _spearman_cells(report, h, *lst)
+        ranked = sorted((m for m in cells if m != RANDOM), key=lambda m: -cells[m]['mean'])
+        if not ranked: continue
+        best = ranked[0]
+        text = f"- **{horizon_label(h)}** ({_list_words(*lst)}): {name(best)} ranks best, Spearman {cells[best]['mean']:.3f}"
+        if len(ranked) > 1:
+            text += f", {cells[best]['mean'] - cells[ranked[1]]['mean']:.3f} ahead of {name(ranked[1])}"
+        text += '.'
+        bases = [m for m in ranked if cells[m]['kind'] == 'baseline']
+        c = _comparison(report, h, *lst, bases[0]) if bases and lead in cells else None
+        if c is not None:
+            base, n_pair = bases[0], c['n_seasons']
+            also = f' (paired over the {n_pair} season{"s" * (n_pair > 1)} where both are defined)' if n_pair < n else ''
+            if lead == best:
+                text += (f" It leads the strongest baseline, {name(base)}, at {cells[base]['mean']:.3f}, by "
+                         f"{c['delta']:.3f}{also}: paired Δ {c['delta']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}];"
+                         f" {_verdict(c)}.")
+            else:
+                where = 'above' if c['delta'] > 0 else 'below' if c['delta'] < 0 else 'level with'
+                text += (f" The {name(lead)} scores {cells[lead]['mean']:.3f}, {abs(c['delta']):.3f} {where} the "
+                         f"strongest baseline, {name(base)}, at {cells[base]['mean']:.3f}{also}: paired Δ "
+                         f"{c['delta']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]; {_verdict(c)}.")
+            tally['ahead' if c['ci_low'] > 0 else 'behind' if c['ci_high'] < 0 else 'noise'] += 1
+        bullets.append(text)
+    done = sum(tally.values())
+    if not done: return bullets
+    top = (f"**In short**{over}: against the strongest baseline of each horizon, the {lead} is ahead beyond noise at "
+           f"{tally['ahead']} of {done} horizons, behind beyond noise at {tally['behind']}, and within noise at "
+           f"{tally['noise']} (Spearman correlation with the truth: 1 is a perfect order, 0 a random one; Δ is the "
+           f"{lead} minus the baseline, with its paired 95 % bootstrap interval).")
+    return [top, ''] + bullets
+
+# %% ../nbs/10_evaluate.ipynb #bfc50fb7
+def ranking_table(report:dict)->str:
+    "Markdown: every method ranked by its mean Spearman over the headline lists, with what it is and its value per horizon."
+    st = report['settings']
+    lists = {h: headline_list(report, h) for h in st['horizons']}
+    lists = {h: l for h, l in lists.items() if l is not None}
+    if not lists: return ''
+    per = {h: _spearman_cells(report, h, *l) for h, l in lists.items()}
+    order = [m for m in [*st['models'], *st['baselines']] if any(m in p for p in per.values())]
+    mean = {m: float(np.mean([p[m]['mean'] for p in per.values() if m in p])) for m in order}
+    ranked = sorted((m for m in order if m != RANDOM), key=lambda m: -mean[m]) + [m for m in order if m == RANDOM]
+    best = {h: max((p[m]['mean'] for m in p if m != RANDOM), default=None) for h, p in per.items()}
+    def cell(h, m):
+        if m not in per[h]: return '—'
+        v = f"{per[h][m]['mean']:.3f}"
+        return f'**{v}**' if m != RANDOM and per[h][m]['mean'] == best[h] else v
+    body = [[str(i + 1) if m != RANDOM else '—', f'`{m}`', describe_method(m, long=True)]
+            + [cell(h, m) for h in lists] + [f'{mean[m]:.3f}'] for i, m in enumerate(ranked)]
+    groups = {}
+    for h, l in lists.items(): groups.setdefault(l, []).append(horizon_label(h))
+    caption = '; '.join(f"{', '.join(hs)}: {_list_words(*l)}" for l, hs in groups.items())
+    n = len(st['seasons'])
+    return (f"Spearman by horizon ({caption}){'; mean over ' + str(n) + ' test seasons' if n > 1 else ''}; "
+            f"**bold**: the best of the column.\n\n"
+            + _md_table(['rank', 'method', 'what it is', *[horizon_label(h) for h in lists], 'mean'], body))
+
 # %% ../nbs/10_evaluate.ipynb #c07f7cc4
 def _cell(r:dict, n_seasons:int)->str:
     "mean ± sd [interval] over several seasons; value [interval] for one; '(n=…)' where some seasons are missing."
@@ -349,16 +486,29 @@ def _md_table(header:list[str], body:list[list[str]])->str:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---']*len(header)) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in body])
 
+def _prediction_line(f:dict)->str:
+    "A predictions file as a link relative to the report (it sits in the same run folder), with its hash."
+    name = Path(f['path']).name
+    return f"- Predictions: [{name}]({name}) (sha256 {f['sha256'][:16]}…)"
+
 def eval_report_markdown(report:dict)->str:
-    "The evaluation report as readable markdown tables: each model beside the baselines, per target, metric and horizon."
+    "The evaluation report for people: headline, ranking and plots first, then how it was measured and every table."
     st = report['settings']
     several = len(st['seasons']) > 1
     out = [f"# Evaluation report{' — ' + report['run_id'] if report['run_id'] else ''}", '',
+           f"Test season{'s' if several else ''} {', '.join(st['seasons'])}; truth: {report['truth_source']}.", '']
+    headline = headline_lines(report)
+    if headline: out += ['## Headline', '', *headline, '']
+    table = ranking_table(report)
+    if table: out += ['## Ranking', '', table, '']
+    if report.get('plots'):
+        out += ['## Plots', '', *[f"- [{p['title']}]({p['file']})" for p in report['plots']], '']
+    out += ['## How this was measured', '',
            f"- Test seasons: {', '.join(st['seasons'])}" + (' (cells: mean ± sd over seasons [95 % interval])' if several else ' (cells: value [95 % interval])'),
            f"- Truth: {report['truth_source']}",
            f"- Intervals: {st['interval']}; {st['n_resamples']} resamples, level {st['level']}, seed {st['seed']}",
            f"- Horizons: {st['horizon_cut']}"]
-    for f in report['prediction_files']: out.append(f"- Predictions: `{f['path']}` (sha256 {f['sha256'][:16]}…)")
+    for f in report['prediction_files']: out.append(_prediction_line(f))
     for t, v in st.get('target_scores', {}).items():
         out.append(f"- For `{t}`, {', '.join(v['methods'])}: {v['note'] or 'target-specific scores'}")
     order = list(st['models']) + list(st['baselines'])
@@ -370,7 +520,7 @@ def eval_report_markdown(report:dict)->str:
     heads = [horizon_label(h) for h in hz]
     lead = [c for c in report['comparisons'] if c['metric'] == 'spearman' and c['teams'] == 'league']
     if lead:
-        out += ['', f"## Headline: {lead[0]['model']} against each baseline (Spearman, all teams)", '',
+        out += ['', f"## {lead[0]['model']} against each baseline (Spearman, all teams)", '',
                 'Δ = model − baseline, paired over resampled teams; **bold** where the interval excludes zero.', '']
         rows = {}
         for c in lead:
@@ -389,7 +539,8 @@ def eval_report_markdown(report:dict)->str:
                 body = [[m, kinds[m]] + [by_method[m].get(h, '—') for h in hz] for m in order if m in by_method]
                 out += ['', f'### {metric_label(metric)} ({better})', '', _md_table(['method', 'kind'] + heads, body)]
     if report['odds_summary']:
-        out += ['', '## Championship odds (vs the actual champion; lower is better)', '']
+        out += ['', '## Championship odds (vs the actual champion; lower is better)', '',
+                '`uniform`: ' + describe_method('uniform', long=True) + '.', '']
         o = pd.DataFrame(report['odds_summary'])
         body = [[r['method'], horizon_label(r['horizon']), f"{r['brier']:.4f}", f"{r['log_loss']:.3f}", str(r['n_seasons'])]
                 for r in o.to_dict('records')]
@@ -408,28 +559,53 @@ def _save(fig, path:Union[str, Path])->Path:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
     return atomic_write(path, buf.getvalue())
 
+def strongest_baselines(report:dict, target:str, metric:str='spearman', teams:str='league', n:int=3)->list[str]:
+    "The `n` baselines with the best mean `metric` over the horizons on one list (the random order excluded)."
+    s = pd.DataFrame(report['summary'])
+    s = s[(s.target == target) & (s.metric == metric) & (s.teams == teams) & (s.kind == 'baseline') & (s.method != RANDOM)]
+    mean = s.groupby('method', sort=False)['mean'].mean()
+    return list((mean.sort_values() if metric in LOWER_IS_BETTER else mean.sort_values(ascending=False)).index[:n])
+
 def plot_metric_by_horizon(report:dict,              # an `evaluate_run` report
                            path:Union[str, Path],    # PNG to write
                            target:str,               # which target
                            metric:str='spearman',    # which metric
                            teams:str='league',      # 'league' or 'playoff'
+                           highlight:int=3,          # strongest baselines drawn beside the lead model
                           )->Path:
-    "A line per method: the metric at each horizon (mean over test seasons) with its interval; models solid, baselines dashed."
+    "The metric by horizon: the lead model and the strongest baselines with intervals (left), every other method faint (right)."
     from matplotlib.figure import Figure
     s = pd.DataFrame(report['summary'])
     s = s[(s.target == target) & (s.metric == metric) & (s.teams == teams)]
     if not len(s): raise SetrankError(f'the report has no {metric} results for {target} ({teams})')
-    fig = Figure(figsize=(8, 5)); ax = fig.subplots(); fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
-    order = list(report['settings']['models']) + list(report['settings']['baselines'])
-    for method in [m for m in order if m in set(s.method)]:
+    order = [m for m in list(report['settings']['models']) + list(report['settings']['baselines']) if m in set(s.method)]
+    lead = next((m for m in report['settings']['models'] if m in set(s.method)), order[0])
+    front = [lead] + [m for m in strongest_baselines(report, target, metric, teams, highlight) if m != lead]
+    back = [m for m in order if m not in front]
+    fig = Figure(figsize=(12, 5)); axes = fig.subplots(1, 2, sharey=True)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.85, wspace=0.06)
+    colors = ['#1a237e', '#e65100', '#2e7d32', '#6a1b9a', '#00838f']
+    hz = sorted(s.horizon.unique())
+    for i, method in enumerate(front):
         g = s[s.method == method].sort_values('horizon')
-        model = g.kind.iloc[0] == 'model'
-        err = np.array([g['mean'] - g.ci_low, g.ci_high - g['mean']])
-        ax.errorbar(g.horizon*100, g['mean'], yerr=err, label=method, capsize=3, marker='o' if model else '.',
-                    linestyle='-' if model else '--', linewidth=2 if method == 'ensemble' else 1, alpha=1 if model else .7)
-    ax.set_xlabel('horizon (% of the regular season played)'); ax.set_ylabel(metric_label(metric))
-    ax.set_title(f'{metric_label(metric)} by horizon — {target}' + (' (playoff teams)' if teams != 'league' else ''))
-    ax.legend(fontsize=8, ncol=2, loc='lower right'); ax.grid(alpha=.3)
+        x = g.horizon*100 + 1.6*(i - (len(front) - 1)/2)      # side by side, so every interval stays visible
+        err = np.array([g['mean'] - g.ci_low, g.ci_high - g['mean']]) if g.ci_low.notna().all() else None
+        axes[0].errorbar(x, g['mean'], yerr=err, marker='o', color=colors[i % len(colors)], capsize=3,
+                         linewidth=2.5 if method == lead else 1.5, elinewidth=1, label=method)
+    for method in back:
+        g = s[s.method == method].sort_values('horizon')
+        style = dict(color='grey', linestyle=':') if method == RANDOM else {}
+        axes[1].plot(g.horizon*100, g['mean'], marker='.', linewidth=1, alpha=0.8, label=method, **style)
+    n = len(report['settings']['seasons'])
+    axes[0].set_title(f'{lead} and the {len(front) - 1} strongest baselines (bars: 95 % interval)', fontsize=10)
+    axes[1].set_title('every other method (no intervals)', fontsize=10)
+    for ax in axes:
+        ax.set_xticks([h*100 for h in hz], [horizon_label(h) for h in hz])
+        ax.set_xlabel('share of the regular season played'); ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=8, loc='best')
+    axes[0].set_ylabel(f"{metric_label(metric)} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
+    fig.suptitle(f"{metric_label(metric)} by horizon — {target}, {'all teams' if teams == 'league' else 'the playoff teams'}"
+                 f" ({'mean over ' + str(n) + ' test seasons' if n > 1 else 'test season ' + report['settings']['seasons'][0]})")
     return _save(fig, path)
 
 def plot_rank_scatter(pred:dict,                    # a predictions document (`build_predictions`)
@@ -442,49 +618,88 @@ def plot_rank_scatter(pred:dict,                    # a predictions document (`b
     teams = [t for t in pred['teams'] if target in t['analysis']['actual']]
     if not teams: raise SetrankError(f"predictions for {pred['season']} have no known {target} ranks to plot")
     confs = sorted({t['conference'] for t in teams})
-    fig = Figure(figsize=(6*len(confs), 5.5)); axes = np.atleast_1d(fig.subplots(1, len(confs)))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.92, wspace=0.2)
+    fig = Figure(figsize=(6*len(confs), 6)); axes = np.atleast_1d(fig.subplots(1, len(confs)))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.86, wspace=0.2)
     for ax, c in zip(axes, confs):
         ts = [t for t in teams if t['conference'] == c]
         x = [t['analysis']['actual'][target]['conference_rank'] for t in ts]; y = [t['prediction']['conference_rank'] for t in ts]
         n = max(x + y)
-        ax.plot([1, n], [1, n], color='grey', linestyle='--', linewidth=1)
-        ax.scatter(x, y)
-        for t, xi, yi in zip(ts, x, y): ax.annotate(t['team'], (xi, yi), fontsize=7, xytext=(3, 3), textcoords='offset points')
+        ax.plot([1, n], [1, n], color='grey', linestyle='--', linewidth=1, label='perfect ranking')
+        ax.scatter(x, y, color='#1a237e', zorder=3)
+        for t, xi, yi in zip(ts, x, y): ax.annotate(t['team'], (xi, yi), fontsize=8, xytext=(4, 3), textcoords='offset points')
+        ax.set_xticks(range(1, n + 1)); ax.set_yticks(range(1, n + 1))
+        ax.set_xlim(0.3, n + 0.9); ax.set_ylim(0.3, n + 0.9); ax.grid(alpha=0.3)
         ax.set_xlabel(f'actual conference rank ({target}; 1 = best)'); ax.set_ylabel('predicted conference rank (1 = best)')
-        ax.set_title(f"{c}: predicted vs actual — {pred['season']} as of {pred['as_of']}")
-        ax.invert_yaxis()
+        rho = spearman(-np.array(y, dtype=float), -np.array(x, dtype=float))
+        ax.set_title(f'{c} (Spearman {rho:.2f})'); ax.invert_yaxis(); ax.legend(fontsize=8, loc='lower right')
+    fig.suptitle(f"Predicted vs actual rank — {pred['season']}, predicted as of {pred['as_of']}")
     return _save(fig, path)
 
 def plot_title_odds(pred:dict,                 # a predictions document
                     path:Union[str, Path],     # PNG to write
                     top:int=10,                # teams shown
                    )->Path:
-    "Horizontal bars of the `top` teams' championship odds, in percent."
+    "Horizontal bars of the `top` teams' championship odds, in percent; the actual champion marked where known."
     from matplotlib.figure import Figure
-    teams = sorted(pred['teams'], key=lambda t: -t['prediction']['championship_odds'])[:top][::-1]
-    fig = Figure(figsize=(8, 0.4*len(teams) + 1.5)); ax = fig.subplots(); fig.subplots_adjust(left=0.15, right=0.95, bottom=0.15, top=0.9)
+    by_odds = sorted(pred['teams'], key=lambda t: -t['prediction']['championship_odds'])
+    champ = [t['team'] for t in pred['teams'] if t['analysis']['actual'].get('playoff_outcome', {}).get('league_rank') == 1]
+    champ = champ[0] if len(champ) == 1 else None
+    teams = by_odds[:top][::-1]
+    fig = Figure(figsize=(8, 0.4*len(teams) + 1.8)); ax = fig.subplots(); fig.subplots_adjust(left=0.15, right=0.93, bottom=0.15, top=0.86)
     odds = [100*t['prediction']['championship_odds'] for t in teams]
-    ax.barh([t['team'] for t in teams], odds)
+    colors = ['#e65100' if t['team'] == champ else '#3f51b5' for t in teams]
+    ax.barh([t['team'] for t in teams], odds, color=colors)
     for i, o in enumerate(odds): ax.annotate(f'{o:.1f}%', (o, i), xytext=(3, 0), textcoords='offset points', va='center', fontsize=8)
+    ax.set_xlim(0, max(odds + [1])*1.15)
     ax.set_xlabel(f"championship odds (%, {pred['odds']['method']})"); ax.set_ylabel('team')
-    ax.set_title(f"Top {len(teams)} title odds — {pred['season']} as of {pred['as_of']}")
+    note = ''
+    if champ is not None:
+        where = next(i for i, t in enumerate(by_odds) if t['team'] == champ) + 1
+        odds_c = 100*next(t for t in by_odds if t['team'] == champ)['prediction']['championship_odds']
+        note = f'\nactual champion {champ} (orange): {odds_c:.1f}%, #{where} of {len(by_odds)} by odds'
+    ax.set_title(f"Title odds, top {len(teams)} — {pred['season']} as of {pred['as_of']}{note}", fontsize=10)
     return _save(fig, path)
 
 # %% ../nbs/10_evaluate.ipynb #762ceb07
+def _end_of_season(prediction_files:Sequence[Mapping])->dict[str, dict]:
+    "season -> the end-of-season predictions document among the report's files (the one without an earlier horizon)."
+    from setrank.predict import read_json_strict
+    out = {}
+    for f in prediction_files:
+        if not Path(f['path']).exists(): continue
+        doc = read_json_strict(f['path'])
+        if doc.get('horizon', 1.0) >= 1 and 'teams' in doc: out[doc['season']] = doc
+    return out
+
+def _rank_target(pred:dict)->Optional[str]:
+    "The target the rank plot compares with: the declared one where known, else the final standings."
+    known = lambda t: any(t in team['analysis']['actual'] for team in pred['teams'])
+    return next((t for t in [pred['target'], 'final_rank'] if known(t)), None)
+
 def write_eval_report(report:dict,             # an `evaluate_run` report
                       out_dir:Union[str, Path],# the run folder
                       plots:bool=True,         # `cfg.output.plots`
                      )->dict[str, Path]:       # name -> written path
-    "Write eval_report.json (strict JSON) and eval_report.md, and the Spearman-by-horizon plots, atomically."
+    "Write the plots, then eval_report.json (strict JSON, listing the plots) and eval_report.md, atomically."
     out_dir = Path(out_dir)
-    paths = {'json': write_json_atomic(report, out_dir/'eval_report.json'),
-             'markdown': write_text_atomic(eval_report_markdown(report), out_dir/'eval_report.md')}
+    report, paths, figures = dict(report), {}, []
     if plots:
         done = {(r['target'], r['teams']) for r in report['summary'] if r['metric'] == 'spearman'}
-        for target, teams in sorted(done):
+        for target, teams in sorted(done, key=lambda tt: (list(report['settings']['targets']).index(tt[0]), tt[1])):
             name = f"spearman_by_horizon_{target}{'' if teams == 'league' else '_' + teams}"
             paths[name] = plot_metric_by_horizon(report, out_dir/f'{name}.png', target, 'spearman', teams)
+            figures.append({'file': f'{name}.png', 'title': f"Spearman by horizon: {target}, "
+                                                             f"{'all teams' if teams == 'league' else 'the playoff teams'}"})
+        for season, pred in sorted(_end_of_season(report['prediction_files']).items()):
+            target = _rank_target(pred)
+            if target is not None:
+                paths[f'ranks_{season}'] = plot_rank_scatter(pred, out_dir/f'ranks_{season}.png', target)
+                figures.append({'file': f'ranks_{season}.png', 'title': f'Predicted vs actual rank ({target}), {season}'})
+            paths[f'title_odds_{season}'] = plot_title_odds(pred, out_dir/f'title_odds_{season}.png')
+            figures.append({'file': f'title_odds_{season}.png', 'title': f'Title odds, {season} as of {pred["as_of"]}'})
+    report['plots'] = figures
+    paths['json'] = write_json_atomic(report, out_dir/'eval_report.json')
+    paths['markdown'] = write_text_atomic(eval_report_markdown(report), out_dir/'eval_report.md')
     return paths
 
 # %% ../nbs/10_evaluate.ipynb #c5f0bfaa

@@ -24,7 +24,7 @@ __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_r
            'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
            'write_text', 'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names',
            'ig_table', 'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix',
-           'top_k_overlap', 'explain_markdown', 'report_notebook', 'explain_target']
+           'top_k_overlap', 'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -59,7 +59,10 @@ def _combo_outputs(batch_dir:Path, combo:str)->Path:
         near = difflib.get_close_matches(combo, combos, n=1)
         hint = f'; did you mean {near[0]!r}?' if near else ''
         shown = ', '.join(combos[:8]) + (' ...' if len(combos) > 8 else '') if combos else 'none'
-        raise SetrankError(f'unknown combo {combo!r} in sweep batch {batch_dir} (combos there: {shown}){hint}')
+        m = re.fullmatch(r'combo_(\d+)', combo)
+        need = (f'; combos are numbered from combo_0000 (the Optuna trial number), so {combo} needs a batch of at '
+                f'least {int(m[1]) + 1} trials') if m else ''
+        raise SetrankError(f'unknown combo {combo!r} in sweep batch {batch_dir} (combos there: {shown}){hint}{need}')
     return combo_dir/'outputs'
 
 def _run_with_config(path:Path, runs_root:Path)->Path:
@@ -435,6 +438,33 @@ def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
     rule = '|' + '|'.join('---' for _ in df.columns) + '|'
     return '\n'.join([head, rule] + ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)])
 
+def explain_conclusion(ablation:dict,           # `ablation_summary`
+                       agreement:dict,          # mean Spearman attention vs IG
+                       truth:Optional[dict]=None, # overlaps with the synthetic truth, per explanation (None: unknown)
+                      )->str:
+    "The report's conclusion in words, every number read from the results: who recovers the contributors, by how much."
+    out = []
+    if truth and 'attention weight' in truth and 'recent minutes' in truth:
+        att, mins = truth['attention weight'], truth['recent minutes']
+        gap = att['overlap'] - mins['overlap']
+        verdict = ('beats' if gap > 0.005 else 'trails' if gap < -0.005 else 'ties')
+        out.append(f"Attention {verdict} recent minutes at recovering each team's top {att['k']} contributors by true "
+                   f"impact: {att['overlap']:.0%} of them found against {mins['overlap']:.0%} "
+                   f"({gap:+.0%} points; a random pick finds {att['random']:.0%}).")
+        if 'IG attribution' in truth:
+            ig = truth['IG attribution']
+            out.append(f"Integrated Gradients finds {ig['overlap']:.0%} ({ig['overlap'] - mins['overlap']:+.0%} points "
+                       f"against minutes).")
+    else: out.append('The true player impacts are unknown (real data), so no explanation is scored against the truth.')
+    hurts = ablation['mean_change_top'] < ablation['mean_change_random']
+    out.append(f"Removing the top-attention players lowers a team's score {'more' if hurts else 'less'} than removing "
+               f"random players (mean change {ablation['mean_change_top']:+.3f} vs {ablation['mean_change_random']:+.3f}; "
+               f"more for {ablation['share_top_hurts_more']:.0%} of {ablation['teams']} teams), so the weights "
+               f"{'do' if hurts else 'do not'} point at players the score depends on.")
+    out.append(f"Attention and IG rank a roster's players {'alike' if agreement['spearman'] > 0.3 else 'differently'} "
+               f"(mean Spearman {agreement['spearman']:+.2f}).")
+    return ' '.join(out)
+
 def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep optuna_3trial)'
                      context:dict,                   # season, as_of, run folder, ... shown as a list
                      importance:pd.DataFrame,        # `mean_abs_shap`
@@ -475,6 +505,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                   _md_table(pd.DataFrame([dict(explanation=k, **v) for k, v in truth.items()]), '{:.2f}'), '',
                   'Share of each team\'s top players by the explanation that are among its top players by true impact; '
                   '`random` is what a random pick would reach.', '']
+    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth), '']
     return '\n'.join(lines)
 
 # %% ../nbs/11_explain.ipynb #be4bb44a

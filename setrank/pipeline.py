@@ -222,7 +222,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     from setrank.model_b import fit_model_b, predict_model_b, save_model_b
     from setrank.stacking import oof_model_b, fit_stack, save_stack, simple_prior
     from setrank.predict import (build_predictions, write_predictions, game_score_diffs, calibrate_scale,
-                                 OddsCalibration)
+                                 OddsCalibration, predictions_file_name)
     from setrank.evaluate import write_eval_report, horizon_rows
     from setrank.targets import in_progress_seasons
 
@@ -288,15 +288,16 @@ def run_pipeline(cfg:Config,                             # the merged config
         diffs = game_score_diffs(tables['team_games'], val_rows.rename(columns={'ensemble': 'score'})[['season', 'as_of', 'team_id', 'score']])
         win = calibrate_scale(diffs.score_diff.to_numpy(), diffs.win.to_numpy(), diffs.home.to_numpy())
         calibration = OddsCalibration(scale=win.scale, home_advantage=win.home_advantage, fitted_on=list(split.validation))
-        end = horizon_rows(rows.iloc[test_pos].reset_index(drop=True), 1.0)
-        end_pos = test_pos[end.index.to_numpy()]
-        at = test.loc[rows.index[end_pos]]
-        attention = dict(weights=pa['weights'][end.index.to_numpy()], player_ids=fs.player_ids[end_pos],
-                         fallback=pa['fallback'][end.index.to_numpy()], player_names=_player_names(tables))
-        pred = build_predictions(rows.iloc[end_pos], {m: at[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf')},
-                                 attention, cfg.output, run_id=run_dir.name, target=cfg.training.target,
-                                 calibration=calibration, seed=cfg.repro.seed)
-        pred_path = write_predictions(pred, run_dir/f'predictions_{split.test}.json')
+        pred_paths, names = [], _player_names(tables)
+        for h in sorted({*cfg.training.horizons, 1.0}):   # a finished season: one file per evaluated horizon
+            cut = horizon_rows(rows.iloc[test_pos].reset_index(drop=True), h).index.to_numpy()
+            at = test.loc[rows.index[test_pos[cut]]]
+            attention = dict(weights=pa['weights'][cut], player_ids=fs.player_ids[test_pos[cut]],
+                             fallback=pa['fallback'][cut], player_names=names)
+            pred = build_predictions(rows.iloc[test_pos[cut]], {m: at[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf')},
+                                     attention, cfg.output, run_id=run_dir.name, target=cfg.training.target,
+                                     calibration=calibration, seed=cfg.repro.seed, horizon=h)
+            pred_paths.append(write_predictions(pred, run_dir/predictions_file_name(split.test, h)))
         test = test.assign(playoff=playoff_scores(rows.iloc[test_pos], test.ensemble.to_numpy(), win.scale,
                                                   win.home_advantage, cfg.training.horizons))
         val_playoff = playoff_scores(rows.loc[val_rows.index], val_rows.ensemble.to_numpy(), win.scale,
@@ -316,14 +317,10 @@ def run_pipeline(cfg:Config,                             # the merged config
     elif evaluate:
         with stage('evaluate'):
             test_rows = rows.iloc[test_pos].reset_index(drop=True)
-            report = evaluate_scores(cfg, fingerprint, test_rows, test, available, run_dir.name, [pred_path])
+            report = evaluate_scores(cfg, fingerprint, test_rows, test, available, run_dir.name, pred_paths)
             report['validation'] = validation
             report['stack'] = stack.to_dict()
-            write_eval_report(report, run_dir, plots=cfg.output.plots)
-            if cfg.output.plots:
-                from setrank.evaluate import plot_rank_scatter, plot_title_odds
-                plot_rank_scatter(pred, run_dir/f'ranks_{split.test}.png', target='final_rank')
-                plot_title_odds(pred, run_dir/f'title_odds_{split.test}.png')
+            write_eval_report(report, run_dir, plots=cfg.output.plots)   # with the end-of-season rank and odds plots
     stages.update(); stages.close()
     write_manifest(run_dir, cfg, fingerprint, timer.seconds, split=split.model_dump(), oof_seasons=oof_seasons,
                    stack=dict(combiner=stack.combiner, coefficients=stack.coefficients, alpha=stack.alpha),

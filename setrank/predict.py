@@ -18,11 +18,12 @@ from .files import atomic_write, file_sha256
 from .targets import LABELS
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'TARGETS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration', 'calibrate_scale',
-           'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order', 'simulate_championship',
-           'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds', 'strength_ranks',
-           'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'build_predictions', 'write_text_atomic',
-           'write_json_atomic', 'write_predictions', 'read_json_strict']
+__all__ = ['MODEL_NAMES', 'TARGETS', 'TIERS', 'CONTENDER_ODDS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration',
+           'calibrate_scale', 'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order',
+           'simulate_championship', 'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds',
+           'strength_ranks', 'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'prediction_tier',
+           'predictions_file_name', 'horizon_words', 'build_predictions', 'write_text_atomic', 'write_json_atomic',
+           'write_predictions', 'read_json_strict']
 
 # %% ../nbs/09_predict.ipynb #5a689dc3
 def softmax_odds(scores:np.ndarray,       # (teams,) strength scores, higher = stronger
@@ -336,6 +337,33 @@ def classify_rank_delta(delta:Optional[float], # actual − predicted league ran
     if delta is None or not np.isfinite(delta): return 'unknown'
     return 'overrated' if delta >= margin else 'underrated' if delta <= -margin else 'as expected'
 
+# %% ../nbs/09_predict.ipynb #bf2e2baf
+TIERS = (('contender', 'title odds >= 10 %'), ('playoff', 'conference rank 1-6'), ('play-in', 'conference rank 7-10'),
+         ('lottery', 'conference rank 11 or lower'))
+CONTENDER_ODDS = 0.10
+
+def prediction_tier(conference_rank:int,       # predicted conference rank, 1 = strongest
+                    championship_odds:float,   # predicted title probability
+                    contender_odds:float=CONTENDER_ODDS, # odds from which a team is a contender
+                   )->str:
+    "The team's tier from its own prediction: contender, playoff, play-in or lottery (rules in `TIERS`)."
+    if championship_odds >= contender_odds: return 'contender'
+    return 'playoff' if conference_rank <= 6 else 'play-in' if conference_rank <= 10 else 'lottery'
+
+# %% ../nbs/09_predict.ipynb #90feee10
+def predictions_file_name(season:str,                  # '2023-24'
+                          horizon:Optional[float]=None, # share of the regular season played; None or 1 = the end
+                         )->str:
+    "`predictions_<season>.json` at the end of the regular season, `predictions_<season>_at_<NN>pct.json` before it."
+    if horizon is None or horizon >= 1: return f'predictions_{season}.json'
+    return f'predictions_{season}_at_{round(100*horizon):02d}pct.json'
+
+def horizon_words(horizon:Optional[float], as_of:str)->str:
+    "When the prediction was made, in words."
+    if horizon is None: return f'as of {as_of}'
+    if horizon >= 1: return f'at the end of the regular season (as of {as_of}): features use every regular-season game'
+    return f'at {horizon:.0%} of the regular season (as of {as_of}): features use only the games before that date'
+
 # %% ../nbs/09_predict.ipynb #ddf45c21
 def _check_inputs(rows, scores, required, attention):
     need = {'season', 'as_of', 'team_id', 'team', 'conference'} - set(rows.columns)
@@ -376,6 +404,7 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
                       ig_contributors:Optional[Mapping[int, list]]=None, # team_id -> IG contributor list, where computed
                       margin:int=3,                    # rank delta counted as 'as expected'
                       generated_at:Optional[str]=None, # timestamp to record (omitted by default: same inputs, same file)
+                      horizon:Optional[float]=None,    # share of the regular season played at `as_of` (recorded, with words)
                      )->dict:
     "The predictions document for one season and as-of date (DESIGN §7): ranks, odds, analysis, diagnostics, contributors."
     cfg = cfg or OutputConfig()
@@ -411,12 +440,15 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
                            'championship_odds': float(odds[i])},
             'analysis': {'target': target,
                          'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
-                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(target), margin)},
+                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(target), margin),
+                         'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
             'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
             'roster_dependence': roster})
     teams.sort(key=lambda t: t['prediction']['league_rank'])
     as_of = pd.Timestamp(rows.as_of.iloc[0])
     doc = {'schema_version': 1, 'run_id': run_id, 'season': str(rows.season.iloc[0]), 'as_of': as_of.date().isoformat(),
+           **({'horizon': float(horizon)} if horizon is not None else {}),
+           'made': horizon_words(horizon, as_of.date().isoformat()),
            'target': target, 'models': names, 'n_teams': n,
            'odds': {'method': cfg.odds, **({'n_simulations': cfg.odds_simulations, 'seed': seed,
                                             'bracket_teams_per_conference': bracket_size(conf)} if cfg.odds == 'simulation' else {}),
@@ -425,7 +457,10 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
                                'pairwise_rank_correlation': pairwise},
            'notes': {'ranks': 'league_rank and conference_rank: 1 = strongest; predicted ranks break ties by team_id',
                      'rank_delta': 'actual league rank minus predicted league rank: positive = finished below the prediction (overrated)',
-                     'contributors': 'weights that pooled the roster (head mean); contributors_are_fallback marks teams whose attention was unusable'},
+                     'contributors': 'weights that pooled the roster (head mean); contributors_are_fallback marks teams whose attention was unusable',
+                     'classification': f'from the {target} truth: overrated (finished {margin}+ league ranks below the prediction), '
+                                       f'underrated ({margin}+ above), as expected, or unknown while that truth is not known',
+                     'tier': 'from the prediction itself: ' + '; '.join(f'{t}: {rule}' for t, rule in TIERS)},
            'teams': teams}
     if generated_at is not None: doc['generated_at'] = generated_at
     return doc

@@ -24,13 +24,14 @@ from .pipeline import load_league, run_features, run_pipeline
 from .predict import write_json_atomic, write_text_atomic
 
 # %% auto #0
-__all__ = ['SWEEP_METRICS', 'MINIMIZED_METRICS', 'MAX_GRID', 'RunTrial', 'REPORT_METRICS', 'LOCK_MARK', 'objective_direction',
-           'decode_params', 'check_space', 'grid_values', 'search_grid', 'grid_size', 'suggest_params', 'combo_name',
-           'trial_config', 'pipeline_trial', 'check_batch_id', 'batch_path', 'default_storage', 'masked_url',
-           'retry_callback', 'retried_trial', 'open_storage', 'worker_identity', 'TrialSeededTPE', 'make_sampler',
-           'results_frame', 'best_row', 'sweep_summary', 'parameter_importances', 'write_batch_files', 'SweepResult',
-           'open_study', 'run_sweep', 'resolve_batch', 'read_batch', 'baseline_comparison', 'plot_history',
-           'analysis_markdown', 'write_analysis', 'run_report', 'analyze_batch', 'explain_combo', 'lock_best']
+__all__ = ['SWEEP_METRICS', 'MINIMIZED_METRICS', 'MAX_GRID', 'RunTrial', 'REPORT_METRICS', 'MIN_TRIALS_FOR_IMPORTANCE',
+           'LOCK_MARK', 'objective_direction', 'decode_params', 'check_space', 'grid_values', 'search_grid',
+           'grid_size', 'suggest_params', 'combo_name', 'trial_config', 'pipeline_trial', 'check_batch_id',
+           'batch_path', 'default_storage', 'masked_url', 'retry_callback', 'retried_trial', 'open_storage',
+           'worker_identity', 'TrialSeededTPE', 'make_sampler', 'results_frame', 'best_row', 'sweep_summary',
+           'parameter_importances', 'write_batch_files', 'SweepResult', 'open_study', 'run_sweep', 'resolve_batch',
+           'read_batch', 'baseline_comparison', 'plot_history', 'analysis_markdown', 'write_analysis', 'run_report',
+           'analyze_batch', 'explain_combo', 'lock_best']
 
 # %% ../nbs/13b_sweep.ipynb #e7e5b79f
 SWEEP_METRICS = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
@@ -583,6 +584,8 @@ def plot_history(frame:pd.DataFrame,   # `sweep_results.csv`
     fig = Figure(figsize=(7, 4)); ax = fig.subplots(); fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.9)
     ax.scatter(x, y, label='trial', zorder=3)
     ax.step(x, best, where='post', color='C1', label='best so far')
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # trials are whole numbers
     ax.set_xlabel('trial number (combo)'); ax.set_ylabel(f'validation {objective}' + (' (lower is better)' if objective in MINIMIZED_METRICS else ''))
     ax.set_title(f'Optimization history: validation {objective} by trial'); ax.grid(alpha=.3); ax.legend()
     return _save_png(fig, Path(path))
@@ -601,6 +604,23 @@ def _table(frame:pd.DataFrame, index:bool=False)->str:
     head = ['| ' + ' | '.join(map(str, frame.columns)) + ' |', '|' + '|'.join(['---']*len(frame.columns)) + '|']
     return '\n'.join(head + ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in frame.itertuples(index=False)])
 
+MIN_TRIALS_FOR_IMPORTANCE = 10   # below this, fANOVA importances are mostly noise
+
+def _below_baselines(table:pd.DataFrame, model:str='ensemble', metric:str='Spearman')->Optional[str]:
+    "A plain sentence when `model`'s test `metric` is below the strongest baseline's (None when it is not)."
+    if model not in table.index or metric not in table: return None
+    bases = table[(table.kind == 'baseline') & (table.index != 'random')][metric].dropna()
+    if not len(bases) or table.loc[model, metric] >= bases.max(): return None
+    return (f"**The best combo's test {metric} ({table.loc[model, metric]:.3f}) is below the strongest baseline, "
+            f"{bases.idxmax()} ({bases.max():.3f})**: on the test season it does not beat a simple yardstick.")
+
+def _storage_words(url:str, batch_dir:Path)->str:
+    "The storage URL as a reader of ANALYSIS.md needs it: a SQLite file relative to the batch folder, other URLs as they are."
+    if not url.startswith('sqlite:///'): return url
+    path = Path(url[len('sqlite:///'):])
+    if (batch_dir/path.name).exists(): return f'sqlite:///{path.name} (in this folder)'
+    return f'sqlite:///{os.path.relpath(path, batch_dir)}' if path.is_absolute() else url
+
 def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_history.png')->str:
     "ANALYSIS.md of a batch: trials, best parameters, best metrics beside the baselines, importances, history plot."
     batch_dir = Path(batch_dir)
@@ -611,7 +631,7 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
            f"target: {s.get('target', '—')}",
            f"- Trials: {s['complete']} complete of the batch's {s['n_trials']}"
            + ''.join(f', {n} {k.lower()}' for k, n in s['counts'].items() if k != 'COMPLETE'),
-           f"- Storage: `{s['storage']}`",
+           f"- Storage: `{_storage_words(s['storage'], batch_dir)}`",
            '- Selection uses the validation season only; test-season metrics are reported, never used to choose.']
     if best is None: return '\n'.join(out + ['', 'No trial has completed yet.']) + '\n'
     run_dir = batch_dir/best['combo']/'outputs'
@@ -630,6 +650,8 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
         out += [f"## Test season: {best['combo']} beside the baselines", '',
                 'From the combo\'s `eval_report.json`: mean over the in-season horizons, all teams.', '',
                 _table(table.rename_axis('method'), index=True), '']
+        below = _below_baselines(table)
+        if below: out += [below, '']
     else: out += [f'(No `eval_report.json` in `{run_dir}`: no baseline comparison.)', '']
     out += ['## Best combo by each validation metric', '']
     out += [_table(pd.DataFrame([{'metric': labels[m], 'combo': b['combo'], 'validation': b['validation'], 'test': b['test']}
@@ -637,12 +659,18 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
     if s.get('importances'):
         out += [_table(pd.DataFrame(list(s['importances'].items()), columns=['parameter', 'importance'])), '',
                 f"({s['importance_note']})", '']
+        if s['complete'] < MIN_TRIALS_FOR_IMPORTANCE:
+            out += [f"**Warning: these importances rest on {s['complete']} complete trials** (fewer than "
+                    f"{MIN_TRIALS_FOR_IMPORTANCE}): read them as noise until the batch is larger.", '']
     else: out += [s.get('importance_note') or 'None computed.', '']
     out += ['## Optimization history', '', f'![validation {objective} by trial]({plot_name})', '', '## Trials', '']
     cols = ['number', 'combo', 'state', f'validation_{objective}', f'test_{objective}', 'duration_s',
             *[k for k in best['params']], 'note']
     out += [_table(frame[[c for c in cols if c in frame]]), '']
-    return '\n'.join(out)
+    text = '\n'.join(out)
+    for root in {str(batch_dir.resolve()), str(batch_dir)}:   # paths relative to the batch folder, where ANALYSIS.md is
+        text = text.replace(root + os.sep, '').replace(root, '.')
+    return text
 
 def write_analysis(batch_dir:Union[str, Path])->Path:
     "Write the batch's optimization-history plot and `ANALYSIS.md`; returns the markdown's path."

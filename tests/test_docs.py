@@ -32,13 +32,14 @@ def test_site_builds_every_notebook_in_under_a_minute(site):
     assert (out/'assets'/'pipeline.svg').exists() and (out/'search'/'search_index.js').exists()
 
 def test_site_loads_nothing_from_the_network(site):
-    "Offline: no page pulls a script, stylesheet or font from another host (MathJax, only used by math, is the exception)."
+    "Offline: no page pulls a script, stylesheet or font from another host (MathJax included: the site carries it)."
     out, _ = site
-    for page in out.glob('*.html'):
+    for page in out.rglob('*.html'):
         text = page.read_text(encoding='utf-8')
-        external = [u for u in re.findall(r'<(?:script|link)\b[^>]*?(?:src|href)="(https?://[^"]+)"', text)
-                    if 'mathjax' not in u.lower()]
+        external = re.findall(r'<(?:script|link)\b[^>]*?(?:src|href)="(https?://[^"]+)"', text)
         assert not external, f'{page.name} loads {external}'
+        assert '<script src="">' not in text and 'unpkg.com' not in text, f'{page.name} still asks a CDN'
+    assert (out/'assets'/'mathjax'/'MathJax.js').exists()
 
 def test_search_index_covers_the_api(site):
     out, _ = site
@@ -201,3 +202,92 @@ def test_readme_check_catches_a_hand_edited_readme(tmp_path):
     with pytest.raises(SetrankError, match='Quickstart'): build_readme(check=True, nb_path=nb, dest=readme)
     build_readme(nb_path=nb, dest=readme)
     assert readme.read_bytes() == (REPO/'README.md').read_bytes()
+
+
+# --- the whole site in a real browser (Playwright driving the system Chromium; no browser download) ---------------
+
+@pytest.fixture(scope='module')
+def browser(chromium):
+    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is in the dev extras: pip install -e ".[dev]"')
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=['--no-sandbox', '--disable-gpu'])
+        yield b
+        b.close()
+
+def _open(browser, path):
+    "Open a file:// page; returns the page and the console errors, failed requests and page errors it raised."
+    page, problems = browser.new_page(), []
+    page.on('console', lambda m: problems.append(f'console {m.type}: {m.text}') if m.type == 'error' else None)
+    page.on('pageerror', lambda e: problems.append(f'page error: {e}'))
+    page.on('requestfailed', lambda r: problems.append(f'request failed: {r.url}'))
+    page.goto(path.as_uri(), wait_until='load')
+    if page.evaluate('!!window.MathJax'):
+        page.wait_for_function('MathJax.Hub && MathJax.Hub.queue.pending === 0 && MathJax.Hub.queue.running === 0',
+                               timeout=20000)
+    return page, problems
+
+def test_every_page_in_a_browser_links_no_placeholder_and_raises_no_error(site, browser):
+    "Every page: zero links to example.org, every local link and anchor lands, no console error or failed request."
+    out, _ = site
+    ids, bad, problems = {}, [], {}
+    pages = sorted(p for p in out.rglob('*.html') if p.relative_to(out).parts[0] != 'source')
+    for path in pages:
+        page, errors = _open(browser, path)
+        if errors: problems[str(path.relative_to(out))] = errors
+        ids[path.resolve()] = set(page.evaluate("[...document.querySelectorAll('[id],[name]')].map(e => e.id || e.getAttribute('name'))"))
+        hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => [a.getAttribute('href'), a.href])")
+        page.close()
+        assert not [h for h, _ in hrefs if 'example.org' in h], f'{path.name} links to example.org'
+        for raw, absolute in hrefs:
+            if not absolute.startswith('file://'): continue
+            target, _, frag = absolute.partition('#')
+            bad.append((path, raw, Path(target[len('file://'):]), frag))
+    missing = []
+    for path, raw, target, frag in bad:
+        from urllib.parse import unquote
+        target = Path(unquote(str(target)))
+        if not target.exists(): missing.append(f'{path.name}: {raw} (no such file)'); continue
+        if frag and target.suffix == '.html' and target.resolve() in ids and unquote(frag) not in ids[target.resolve()]:
+            missing.append(f'{path.name}: {raw} (no such anchor)')
+    assert not missing, f'{len(missing)} broken links or anchors, e.g. {missing[:5]}'
+    assert not problems, f'console errors or failed requests: {dict(list(problems.items())[:3])}'
+
+def test_formulas_are_typeset_as_math(site, browser, tmp_path):
+    "The LaTeX in the attention and Model A pages comes out as MathJax's math, not as raw `$...$` text."
+    out, _ = site
+    for name, raw in [('attention.html', '\\frac{\\gamma}'), ('model_a.html', '\\mathcal L')]:
+        page, errors = _open(browser, out/name)
+        assert page.locator('.MathJax').count() > 0, f'{name}: no typeset formula'
+        assert raw not in page.inner_text('article'), f'{name} shows raw LaTeX {raw!r}'
+        math = page.locator('.MathJax').first
+        assert math.bounding_box()['width'] > 5
+        if os.environ.get('SETRANK_ARTIFACTS'):
+            math.scroll_into_view_if_needed(); page.screenshot(path=str(Path(os.environ['SETRANK_ARTIFACTS'])/f'docs_math_{name}.png'))
+        page.close()
+        assert not errors, errors
+
+def test_report_pages_show_their_images(site, browser):
+    "The explain and sweep-analysis pages show the figures saved in their notebooks; every image on a report page loads."
+    out, _ = site
+    reports = sorted((out/'reports').glob('*.html'))
+    assert reports
+    for path in reports:
+        page, errors = _open(browser, path)
+        sizes = page.evaluate("[...document.querySelectorAll('article img')].map(i => [i.complete, i.naturalWidth])")
+        page.close()
+        if path.stem in ('explain', 'analysis'): assert sizes, f'{path.name}: the report page shows no figure'
+        assert all(done and width > 0 for done, width in sizes), f'{path.name}: an image did not load {sizes}'
+        assert not errors, errors
+
+def test_source_links_open_the_module_at_the_line(site, browser):
+    "A `source` link of the API lands on the highlighted module at that line, inside the site."
+    out, _ = site
+    html = (out/'config.html').read_text(encoding='utf-8')
+    link = re.search(r'href="(source/setrank/config\.py\.html#L-(\d+))"', html)
+    assert link, 'the config page has no source link into the site'
+    page, errors = _open(browser, out/'config.html')
+    page.click(f'a[href="{link[1]}"]')
+    page.wait_for_load_state()
+    assert page.url.endswith(link[1]) and page.locator(f'#L-{link[2]}').count() == 1
+    page.close()
+    assert not errors

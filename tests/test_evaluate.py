@@ -1,12 +1,12 @@
 "Evaluation: bootstrap intervals, horizon cuts, every model beside every baseline, strict reports that name their inputs, plots."
-import hashlib, json, os
+import hashlib, json, os, re
 
 import numpy as np, pandas as pd
 import pytest
 
 from setrank.baselines import BASELINES, random_metrics, spearman
 from setrank.config import OutputConfig, SetrankError
-from setrank.evaluate import (RANDOM, ablation_table, baseline_scores, bootstrap_ci, championship_brier,
+from setrank.evaluate import (METHODS, RANDOM, ablation_table, describe_method, baseline_scores, bootstrap_ci, championship_brier,
                               championship_log_loss, eval_report_markdown, evaluate_run, horizon_rows,
                               paired_delta_ci, plot_rank_scatter, plot_title_odds, rank_metrics, write_eval_report)
 from setrank.predict import MODEL_NAMES, OddsCalibration, build_predictions, write_predictions
@@ -181,8 +181,9 @@ def test_report_files_name_their_inputs_and_hold_every_row(report, league, tmp_p
                     hashlib.sha256(pfile.read_bytes()).hexdigest()[:16], '± ', '(n=1)']:
         assert section in md, section
     pngs = sorted(p.name for p in tmp_path.glob('*.png'))
-    assert pngs == ['spearman_by_horizon_final_rank.png', 'spearman_by_horizon_playoff_outcome.png',
-                    'spearman_by_horizon_playoff_outcome_playoff.png', 'spearman_by_horizon_rest_of_season.png']
+    assert pngs == ['ranks_2016-17.png', 'spearman_by_horizon_final_rank.png', 'spearman_by_horizon_playoff_outcome.png',
+                    'spearman_by_horizon_playoff_outcome_playoff.png', 'spearman_by_horizon_rest_of_season.png',
+                    'title_odds_2016-17.png']                   # rank and odds plots of the end-of-season predictions
     for extra in [plot_rank_scatter(pred, tmp_path/'ranks.png'), plot_title_odds(pred, tmp_path/'odds.png')]:
         assert extra.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and extra.stat().st_size > 10_000
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
@@ -252,3 +253,42 @@ def test_report_is_byte_identical_under_two_hash_seeds():
     out = [subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
                           env={**os.environ, 'PYTHONHASHSEED': seed}).stdout for seed in ('1', '2')]
     assert out[0] == out[1] and len(out[0]) > 1000
+
+
+def _first_mention_defines(md, method):
+    "The line where `method` first appears carries its gloss (a sentence) or its definition (the ranking table)."
+    line = next((l for l in md.splitlines() if f'`{method}`' in l or f'| {method} |' in l), None)
+    return line is not None and (describe_method(method) in line or describe_method(method, long=True) in line)
+
+
+def test_eval_report_opens_with_headline_and_ranking_and_defines_every_name(league, tmp_path):
+    "The report a person opens: headline in words, then the ranking, then plots; each method defined where it first appears."
+    rows, scores = league
+    scores = {**scores, 'prior': scores['win_pct']*0.5 + scores['ensemble']*0.5}   # the pipeline's hand-made prior
+    odds = np.exp(2*scores['ensemble']); odds /= pd.Series(odds).groupby([rows.season, rows.date_index]).transform('sum').to_numpy()
+    rep = evaluate_run(rows, scores, 'synthetic: strength + noise', run_id='run_042', n_resamples=50, seed=7,
+                       ci_metrics=['spearman'], odds={'ensemble': odds})
+    write_eval_report(rep, tmp_path, plots=True)
+    md = (tmp_path/'eval_report.md').read_text()
+    lines = md.splitlines()
+    sections = [l for l in lines if l.startswith('## ')]
+    assert sections[:4] == ['## Headline', '## Ranking', '## Plots', '## How this was measured']
+    assert lines.index('## Headline') < 5                               # nothing but the title line before it
+    head = md.split('## Ranking')[0]
+    assert 'In short' in head and head.count('ranks best') == 4 and head.count('paired Δ') == 4
+    summary = pd.DataFrame(rep['summary'])
+    for h, target, teams in [(0.25, 'rest_of_season', 'league'), (1.0, 'playoff_outcome', 'playoff')]:
+        cell = summary[(summary.horizon == h) & (summary.target == target) & (summary.teams == teams)
+                       & (summary.metric == 'spearman') & (summary.method != RANDOM)]
+        best = cell.loc[cell['mean'].idxmax()]
+        bullet = next(l for l in lines if l.startswith(f"- **{'end' if h == 1 else '25%'}**"))
+        assert f"`{best.method}`" in bullet.split('ranks best')[0] and f"{best['mean']:.3f}" in bullet
+        assert ('excludes zero' in bullet) or ('includes zero' in bullet)
+    named = set(rep['settings']['models']) | set(rep['settings']['baselines']) | {'uniform'}
+    assert named <= set(METHODS), named - set(METHODS)
+    assert 'no description' not in md
+    for m in named: assert _first_mention_defines(md, m), f'{m} is not defined where it first appears'
+    ranking = md.split('## Ranking')[1].split('## Plots')[0]
+    ranked = re.findall(r'^\| (\d+) \| `(\w+)` \|', ranking, re.M)
+    assert [int(r) for r, _ in ranked] == list(range(1, len(ranked) + 1)) and len(ranked) == len(named) - 2
+    for target in re.findall(r'\]\(([^)]+\.png)\)', md): assert (tmp_path/target).exists(), target
