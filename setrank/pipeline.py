@@ -391,15 +391,17 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     "Rewrite `eval_report.json/.md` of a finished run from its `scores.parquet`; returns the markdown path."
     import pandas as pd, pyarrow as pa
     from setrank.evaluate import write_eval_report
-    from setrank.predict import read_json_strict
+    from setrank.predict import read_json_strict, predictions_file_name
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
     if manifest.get('forecast_season'):
         return write_in_progress_report(run_dir, manifest['forecast_season'], manifest.get('validation') or {},
                                         manifest['split']['validation'], manifest.get('stack'))
-    predictions = run_dir/f"predictions_{manifest.get('split', {}).get('test')}.json"
-    if not predictions.exists(): raise SetrankError(f'{run_dir} is not a finished run: {predictions.name} is missing')
-    read_json_strict(predictions)   # the report names this file and its hash: it must be whole, valid JSON
+    test_season = manifest.get('split', {}).get('test')
+    for h in sorted({*cfg.training.horizons, 1.0}):   # the report names each file and its hash: each must be whole JSON
+        predictions = run_dir/predictions_file_name(test_season, h)
+        if not predictions.exists(): raise SetrankError(f'{run_dir} is not a finished run: {predictions.name} is missing')
+        read_json_strict(predictions)
     try: scores = pd.read_parquet(run_dir/'scores.parquet')
     except (pa.ArrowException, OSError) as e:
         raise SetrankError(f'{run_dir/"scores.parquet"}: not a readable parquet file ({str(e).splitlines()[0]}); '
