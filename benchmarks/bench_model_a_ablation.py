@@ -18,15 +18,16 @@ import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 
-VARIANTS = {
+VARIANTS = {   # each: the default config plus these overrides (the default: residual start, availability loss, no id embedding)
     'default': {},
-    'value': {'model_a.value_head': True},
-    'game': {'model_a.value_head': True, 'model_a.game_weight': 1.0},
-    'availability': {'model_a.availability_weight': 1.0},
-    'game+availability': {'model_a.value_head': True, 'model_a.game_weight': 1.0, 'model_a.availability_weight': 1.0},
-    'game, minutes pooling': {'model_a.value_head': True, 'model_a.game_weight': 1.0, 'model_a.pooling': 'minutes'},
-    'game, mean pooling': {'model_a.value_head': True, 'model_a.game_weight': 1.0, 'model_a.pooling': 'mean'},
-    'no embedding': {'model_a.embed_dim': 0},
+    'no availability loss': {'model_a.availability_weight': 0.0},
+    'game loss (+ value head)': {'model_a.value_head': True, 'model_a.game_weight': 0.3},
+    'id embedding': {'model_a.embed_dim': 8},
+    'minutes pooling': {'model_a.pooling': 'minutes'},
+    'mean pooling': {'model_a.pooling': 'mean'},
+    'random-start head, start not kept': {'model_a.residual_head': False, 'model_a.keep_start': False},
+    'previous default': {'model_a.embed_dim': 8, 'model_a.residual_head': False, 'model_a.keep_start': False,
+                         'model_a.availability_weight': 0.0},
 }
 HORIZONS = (0.25, 0.5, 0.75)
 

@@ -108,7 +108,7 @@ class ModelAConfig(_Section):
     weight_decay: float = Field(1e-5, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     heads: int = Field(4, ge=1, le=16)
-    embed_dim: int = Field(8, ge=0, le=256)
+    embed_dim: int = Field(0, ge=0, le=256)
     hidden_dim: int = Field(64, ge=4, le=1024)
     sigma_reparam: bool = False
     minutes_prior: float = Field(1.0, ge=0)
@@ -119,7 +119,9 @@ class ModelAConfig(_Section):
     value_head: bool = False
     pooling: Literal['attention', 'minutes', 'mean'] = 'attention'
     game_weight: float = Field(0.0, ge=0)
-    availability_weight: float = Field(0.0, ge=0)
+    availability_weight: float = Field(1.0, ge=0)
+    residual_head: bool = True
+    keep_start: bool = True
     id_dropout: float = Field(0.1, ge=0, lt=1)
     embedding_lr_scale: float = Field(0.1, gt=0, le=10)
     cpu_threads: Optional[int] = Field(1, ge=1)

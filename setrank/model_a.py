@@ -212,13 +212,14 @@ class DeepSetRank(nn.Module):
                  value_head:bool=False,             # a learned per-player value, pooled with the skip feature by the same weights
                  pooling:str='attention',           # 'attention' | 'minutes' | 'mean' (the last two: attention's ablations)
                  game_head:bool=False,              # coefficients turning two teams' scores into a game margin
+                 residual_head:bool=False,          # the score MLP's output starts at zero: the model starts as the pooled skip feature
                 ):
         super().__init__()
         self.arch = dict(n_players=n_players, n_player_features=n_player_features, n_team_features=n_team_features,
                          embed_dim=embed_dim, hidden_dim=hidden_dim, heads=heads, dropout=dropout, id_dropout=id_dropout,
                          sigma_reparam=sigma_reparam, minutes_prior=minutes_prior, minutes_threshold=minutes_threshold,
                          fallback=fallback, skip_index=skip_index, value_head=value_head, pooling=pooling,
-                         game_head=game_head)
+                         game_head=game_head, residual_head=residual_head)
         if pooling not in ('attention', 'minutes', 'mean'):
             raise ValueError(f"pooling must be 'attention', 'minutes' or 'mean', got {pooling!r}")
         self.skip_weight = nn.Parameter(torch.ones(())) if skip_index is not None else None
@@ -231,6 +232,8 @@ class DeepSetRank(nn.Module):
                                       minutes_threshold=minutes_threshold, fallback=fallback)
         self.score_head = nn.Sequential(nn.Linear(hidden_dim + n_team_features, hidden_dim), nn.GELU(), nn.Dropout(dropout),
                                         nn.Linear(hidden_dim, 1))
+        if residual_head:                   # zero output at the start: the score head adds only what training finds
+            with torch.no_grad(): nn.init.zeros_(self.score_head[-1].weight); nn.init.zeros_(self.score_head[-1].bias)
         self.value_head = nn.Linear(hidden_dim, 1) if value_head else None
         if self.value_head is not None:   # zero at the start: the model begins as the attention-pooled skip feature
             nn.init.zeros_(self.value_head.weight); nn.init.zeros_(self.value_head.bias)
@@ -575,7 +578,7 @@ def build_model_a(fs:FeatureSet,              # FeatureSet (its training rows de
                         hidden_dim=mcfg.hidden_dim, heads=mcfg.heads, dropout=mcfg.dropout, id_dropout=mcfg.id_dropout,
                         sigma_reparam=mcfg.sigma_reparam, minutes_prior=mcfg.minutes_prior,
                         minutes_threshold=mcfg.minutes_threshold, fallback=mcfg.fallback, skip_index=skip_index,
-                        value_head=mcfg.value_head, pooling=mcfg.pooling, game_head=mcfg.game_weight > 0)
+                        value_head=mcfg.value_head, pooling=mcfg.pooling, game_head=mcfg.game_weight > 0, residual_head=mcfg.residual_head)
     model.vocab, model.feature_schema, model.target = vocab, schema, target
     model.standardizer = fit_standardizer(fs, train_rows)
     return model
@@ -734,6 +737,11 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                        validation_seasons=list(split.validation), lists_per_epoch=None, epochs=[], warnings=[])
         if games: history['games_per_epoch'] = len(games['margin'])
         best = dict(metric=-math.inf, epoch=0, state=None)
+        if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
+            scored = _score_rows(model, inputs, monitor_rows, amp)
+            scores_np = np.full(len(rows), np.nan); scores_np[monitor_rows] = scored['score'].float().cpu().numpy()
+            best = dict(metric=mean_list_spearman(scores_np, labels_np, monitor), epoch=0, state=copy.deepcopy(model.state_dict()))
+            history['start_metric'] = best['metric']
         start, bar = time.perf_counter(), tqdm(range(1, mcfg.epochs + 1), desc='Model A', unit='epoch', disable=not progress)
         for epoch in bar:
             t0, model = time.perf_counter(), model.train()
@@ -753,7 +761,7 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             if improved: best = dict(metric=metric, epoch=epoch, state=copy.deepcopy(model.state_dict()))
             stop = validates and epoch - best['epoch'] >= mcfg.patience
             _diagnostic_warnings(history, final=stop or epoch == mcfg.epochs)
-            history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['epoch'] else None,
+            history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['state'] is not None else None,
                            stopped_early=stop, seconds=time.perf_counter() - start)
             if out_dir is not None: write_json_atomic(out_dir/'train_history.json', history)
             bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}')
