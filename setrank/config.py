@@ -120,6 +120,7 @@ class ModelAConfig(_Section):
     pooling: Literal['attention', 'minutes', 'mean'] = 'attention'
     game_weight: float = Field(0.0, ge=0)
     availability_weight: float = Field(1.0, ge=0)
+    availability_epochs: int = Field(10, ge=0, le=1000)
     residual_head: bool = True
     keep_start: bool = True
     id_dropout: float = Field(0.1, ge=0, lt=1)

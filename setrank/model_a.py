@@ -23,8 +23,8 @@ __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATE
            'listmle_loss', 'ModelAOutput', 'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs',
            'model_inputs', 'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
            'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a', 'load_model_a',
-           'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'train_model_a', 'predict_model_a',
-           'oof_model_a', 'attention_precision']
+           'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability', 'train_model_a',
+           'predict_model_a', 'oof_model_a', 'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
 @dataclass
@@ -614,6 +614,52 @@ def _grad_norm(params:list)->torch.Tensor:
     grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(grads).norm() if grads else torch.zeros(())
 
+# %% ../nbs/06_model_a.ipynb #84f930f2
+def pretrain_availability(model:DeepSetRank,                # Model A (its encoder and attention are fitted)
+                          inputs:ModelAInputs,              # all rows, on the model's device
+                          future:torch.Tensor,              # (N, P) minutes per remaining team game (`FeatureSet.future_minutes`)
+                          train_rows:np.ndarray,            # training row positions
+                          monitor_rows:Optional[np.ndarray],# validation row positions (None: no early stopping)
+                          mcfg:ModelAConfig,                # learning_rate, weight_decay, grad_clip, patience, availability_epochs
+                          generator:torch.Generator,        # the training generator (batch order)
+                          amp:bool=False,
+                          rows_per_batch:int=128,
+                         )->list[dict]:                     # per epoch: training and validation availability loss
+    "Fit the attention to each player's share of the minutes still to come; the best validation epoch is restored."
+    device = inputs.mask.device
+    has_future = (future.sum(1) > 0).cpu().numpy()
+    train = torch.as_tensor(train_rows[has_future[train_rows]], device=device)
+    val = None if monitor_rows is None else torch.as_tensor(monitor_rows[has_future[monitor_rows]], device=device)
+    if len(train) == 0: return []
+    optimizer = torch.optim.Adam(model.parameters(), lr=mcfg.learning_rate, weight_decay=mcfg.weight_decay)
+    def val_loss():
+        if val is None or len(val) == 0: return float('nan')
+        was = model.training; model.eval()
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+            out = _forward_rows(model, inputs, val)
+        model.train(was)
+        return float(availability_loss(out.weights, future[val], torch.ones(len(val), dtype=torch.bool, device=device)))
+    best, log = dict(loss=val_loss(), epoch=0, state=copy.deepcopy(model.state_dict())), []
+    for epoch in range(1, mcfg.availability_epochs + 1):
+        model.train(); total = 0.
+        order = train[torch.randperm(len(train), generator=generator).to(device)]
+        for start in range(0, len(order), rows_per_batch):
+            batch = order[start:start + rows_per_batch]
+            with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+                out = _forward_rows(model, inputs, batch)
+            loss = availability_loss(out.weights, future[batch], torch.ones(len(batch), dtype=torch.bool, device=device))
+            optimizer.zero_grad(set_to_none=True); loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), mcfg.grad_clip); optimizer.step()
+            total += float(loss.detach())*len(batch)
+        log.append(dict(epoch=epoch, loss=total/len(order), validation_loss=val_loss()))
+        current = log[-1]['validation_loss']
+        if not math.isfinite(current) or current < best['loss'] - 1e-6:    # no validation: the last epoch is kept
+            best = dict(loss=current, epoch=epoch, state=copy.deepcopy(model.state_dict()))
+        elif epoch - best['epoch'] >= mcfg.patience: break
+    model.load_state_dict(best['state'])
+    model.eval()
+    return log
+
 # %% ../nbs/06_model_a.ipynb #dfc450fc
 def _list_sets(rows:pd.DataFrame, split:SeasonSplit, tcfg:TrainingConfig)->tuple[dict, np.ndarray, bool]:
     "Training lists per stride offset, the lists that are monitored (validation, else training) and whether they validate."
@@ -726,8 +772,8 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
         games = _game_tensors(fs, split.train, device) if mcfg.game_weight > 0 else None
         if games: _fit_game_head(model, inputs, games, amp)
         future = None
-        if mcfg.availability_weight > 0 and mcfg.pooling == 'attention':
-            if fs.future_minutes is None: warnings.warn('Model A: model_a.availability_weight > 0 but the FeatureSet has no '
+        if (mcfg.availability_weight > 0 or mcfg.availability_epochs > 0) and mcfg.pooling == 'attention':
+            if fs.future_minutes is None: warnings.warn('Model A: the availability loss is on but the FeatureSet has no '
                                                         'future_minutes (rebuild the features); training without it')
             else: future = torch.tensor(np.nan_to_num(fs.future_minutes), dtype=torch.float32, device=device)
         optimizer = _optimizer(model, mcfg)
@@ -736,6 +782,9 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                        device=str(device), amp=amp, train_seasons=list(split.train),
                        validation_seasons=list(split.validation), lists_per_epoch=None, epochs=[], warnings=[])
         if games: history['games_per_epoch'] = len(games['margin'])
+        if future is not None and mcfg.availability_epochs > 0:   # the attention learns who will play, then ranks
+            history['availability_pretraining'] = _json_safe(pretrain_availability(
+                model, inputs, future, train_pos, monitor_rows if validates else None, mcfg, generator, amp))
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
             scored = _score_rows(model, inputs, monitor_rows, amp)
