@@ -48,6 +48,10 @@ def test_predictions_are_valid_ranked_json(two_runs):
     for t in teams:
         rd = t['roster_dependence']
         assert all(c['attention_weight'] > 0 for c in rd['primary_contributors'])
+    # issue #18: the end-of-season file classifies every team (against the final standings: no games are left) and tiers it
+    assert pred['horizon'] == 1.0 and pred['notes']['classification'].startswith('from the final_rank truth')
+    assert 'unknown' not in {t['analysis']['classification'] for t in teams}
+    assert {t['analysis']['tier'] for t in teams} <= {'contender', 'playoff', 'play-in', 'lottery'}
 
 def test_eval_report_compares_models_with_baselines(two_runs):
     md = (two_runs[0].run_dir/'eval_report.md').read_text()
