@@ -495,13 +495,16 @@ def _work(study, cfg, batch_dir, space, settings, objective, target, run_trial, 
         if t.user_attrs.get('surplus'): return
         _, summary = write_batch_files(study, batch_dir, settings, space, importances)
         if progress: print(_progress_line(t, summary, target), flush=True)
-    failures, seen = 0, None
+    failures, seen, waiting = 0, None, False
     try:
         while True:
             with _optuna_experimental(): fail_stale_trials(study)   # dead workers' trials: failed, queued again
             counts = _counts(study)
             if counts['COMPLETE'] >= target: return
-            if counts['COMPLETE'] + counts['RUNNING'] >= target: time.sleep(poll_s); continue
+            if counts['COMPLETE'] + counts['RUNNING'] >= target:   # the rest is running: in another worker, or dead
+                if progress and not waiting: print(_waiting_line(study, cfg.sweep.grace_s), flush=True)
+                waiting = True; time.sleep(poll_s); continue
+            waiting = False
             study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[after], gc_after_trial=False)
             last = _my_last_trial(study)
             if last is None or last.number == seen: continue  # a surplus trial: nothing of ours ran
@@ -519,6 +522,12 @@ def _work(study, cfg, batch_dir, space, settings, objective, target, run_trial, 
             if t.user_attrs.get('interrupted') and t.user_attrs.get('worker') == me and t.number not in rerun:
                 queue_again(study, t)
         raise
+
+def _waiting_line(study:optuna.Study, grace_s:float)->str:
+    "What a worker says while the batch's last trials run elsewhere, so a resumed sweep does not sit silent."
+    running = [t.user_attrs.get('combo', f'trial {t.number}') for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    return (f"waiting for {', '.join(running)}: running in another worker, or its worker was killed and it runs again here "
+            f"once its heartbeat is older than sweep.grace_s ({grace_s:g} s)")
 
 def _my_last_trial(study:optuna.Study)->Optional[FrozenTrial]:
     "The latest finished trial that this process ran."

@@ -106,6 +106,24 @@ def test_killed_sweep_resumes_without_losing_or_redoing_a_trial(tmp_path):
     study = optuna.load_study(study_name='killed', storage=default_storage(batch_dir))
     assert sorted(t.number for t in study.trials) == sorted(frame.index)   # the CSV holds every trial of the study
 
+def test_resume_after_a_kill_in_the_last_trial_says_what_it_waits_for(tmp_path, capsys):
+    """Kill -9 the only worker in the batch's last trial: the resumed sweep says it waits for that combo (not silence
+    for sweep.grace_s), then re-runs its parameters once and completes."""
+    batch_dir = tmp_path/'runs'/'sweeps'/'last'
+    proc = _worker(tmp_path, 'last', 1, hang_first=True)
+    deadline = time.time() + 60
+    while not (batch_dir/'combo_0000'/'outputs'/'runs.txt').exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    res = run_sweep(load_config(overrides=_overrides(tmp_path)), 'last', n_trials=1, run_trial=fake_trial, poll_s=0.2,
+                    importances=False, explain=False)
+    out = capsys.readouterr().out
+    assert 'waiting for combo_0000: running in another worker, or its worker was killed' in out, out
+    assert 'sweep.grace_s (2 s)' in out and out.count('waiting for') == 1, out
+    frame = _results(batch_dir).set_index('number')
+    assert res.summary['complete'] == 1 and frame.loc[1, 'note'] == 're-runs combo_0000' and frame.loc[0, 'state'] == 'FAIL'
+
 def test_a_worker_killed_beside_a_live_one_loses_no_trial(tmp_path):
     """Two workers on one SQLite study; one is killed -9 in its first trial. The other keeps going, finds the dead
     trial by its stale heartbeat, re-runs its parameters once, and completes the batch alone."""
