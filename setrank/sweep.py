@@ -30,8 +30,8 @@ __all__ = ['SWEEP_METRICS', 'MINIMIZED_METRICS', 'MAX_GRID', 'RunTrial', 'REPORT
            'batch_path', 'default_storage', 'masked_url', 'retry_callback', 'retried_trial', 'open_storage',
            'worker_identity', 'TrialSeededTPE', 'make_sampler', 'results_frame', 'best_row', 'sweep_summary',
            'parameter_importances', 'write_batch_files', 'SweepResult', 'open_study', 'run_sweep', 'resolve_batch',
-           'read_batch', 'baseline_comparison', 'plot_history', 'analysis_markdown', 'write_analysis', 'run_report',
-           'analyze_batch', 'explain_combo', 'lock_best']
+           'read_batch', 'baseline_comparison', 'plot_history', 'importance_warning', 'analysis_markdown',
+           'write_analysis', 'run_report', 'analyze_batch', 'explain_combo', 'lock_best']
 
 # %% ../nbs/13b_sweep.ipynb #e7e5b79f
 SWEEP_METRICS = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
@@ -615,6 +615,12 @@ def _table(frame:pd.DataFrame, index:bool=False)->str:
 
 MIN_TRIALS_FOR_IMPORTANCE = 10   # below this, fANOVA importances are mostly noise
 
+def importance_warning(summary:dict)->str:
+    "The warning ANALYSIS.md and the analysis notebook give when importances rest on too few trials ('' if not)."
+    if not summary.get('importances') or summary['complete'] >= MIN_TRIALS_FOR_IMPORTANCE: return ''
+    return (f"Warning: these importances rest on {summary['complete']} complete trials (fewer than "
+            f"{MIN_TRIALS_FOR_IMPORTANCE}): read them as noise until the batch is larger.")
+
 def _below_baselines(table:pd.DataFrame, model:str='ensemble', metric:str='Spearman')->Optional[str]:
     "A plain sentence when `model`'s test `metric` is below the strongest baseline's (None when it is not)."
     if model not in table.index or metric not in table: return None
@@ -668,9 +674,7 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
     if s.get('importances'):
         out += [_table(pd.DataFrame(list(s['importances'].items()), columns=['parameter', 'importance'])), '',
                 f"({s['importance_note']})", '']
-        if s['complete'] < MIN_TRIALS_FOR_IMPORTANCE:
-            out += [f"**Warning: these importances rest on {s['complete']} complete trials** (fewer than "
-                    f"{MIN_TRIALS_FOR_IMPORTANCE}): read them as noise until the batch is larger.", '']
+        if importance_warning(s): out += [f'**{importance_warning(s)}**', '']
     else: out += [s.get('importance_note') or 'None computed.', '']
     out += ['## Optimization history', '', f'![validation {objective} by trial]({plot_name})', '', '## Trials', '']
     cols = ['number', 'combo', 'state', f'validation_{objective}', f'test_{objective}', 'duration_s',

@@ -232,6 +232,33 @@ def test_analyze_writes_analysis_md_with_papermill(tmp_path):
     executed = json.loads((res.batch_dir/'analysis.ipynb').read_text())
     injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
     assert injected and str(res.batch_dir.resolve()) in ''.join(injected[0]['source'])  # not the default batch
+    printed = ''.join(''.join(o['text']) for c in executed['cells'] for o in c.get('outputs', []) if o['output_type'] == 'stream')
+    assert 'Warning: these importances rest on 3 complete trials' in printed   # the notebook warns too, not only ANALYSIS.md
+
+def test_analysis_md_is_relative_warns_on_few_trials_and_says_when_a_baseline_wins(tmp_path, monkeypatch):
+    "Issue #18's ANALYSIS.md: relative paths only, a warning under 10 trials, a plain sentence when the best combo's test"
+    " score is below a baseline, whole trial numbers on the history plot's axis."
+    import setrank.sweep as sweep
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    res = run_sweep(cfg, 'few', run_trial=fake_trial, progress=False)
+    best = res.summary['best']['combo']
+    report = res.batch_dir/best/'outputs'/'eval_report.json'
+    rep = json.loads(report.read_text())
+    for row in rep['summary']:
+        if row['method'] == 'point_diff' and row['metric'] == 'spearman': row['mean'] = 0.95   # a baseline ahead
+    report.write_text(json.dumps(rep))
+    md = sweep.write_analysis(res.batch_dir).read_text()
+    assert str(tmp_path) not in md and str(tmp_path.resolve()) not in md and '/tmp' not in md, md
+    assert f'run folder `{best}/outputs`' in md and 'sqlite:///study.db (in this folder)' in md
+    assert '**Warning: these importances rest on 3 complete trials (fewer than 10): read them as noise' in md
+    assert 'is below the strongest baseline, point_diff (0.950)**: on the test season it does not beat' in md
+    figures = []
+    monkeypatch.setattr(sweep, '_save_png', lambda fig, path: figures.append(fig) or path)
+    sweep.plot_history(res.results, tmp_path/'history.png', 'spearman')
+    ax = figures[0].axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks   # trial numbers, not 0.25, 0.5, ...
 
 def _flat(d, prefix=''):
     out = {}
