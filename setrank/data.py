@@ -344,6 +344,19 @@ def _from_arrow(t:pa.Table, name:str)->pd.DataFrame:
     if schema: return df.astype({c: d for c, d in schema.items() if str(df[c].dtype) != d})
     return df.astype({c: 'datetime64[us]' for c in df.columns if pd.api.types.is_datetime64_dtype(df[c].dtype)})
 
+def _remove_stale_temps(path:Path)->list[Path]:
+    "Temporary files (`.<store>.<id>.tmp`, `.wal`) of writes killed mid-way: no live process holds DuckDB's lock on them."
+    try: import fcntl
+    except ImportError: return []          # no POSIX locks (Windows): leave them
+    removed = []
+    for tmp in sorted(path.parent.glob(f'.{path.name}.*.tmp')):
+        try:
+            with open(tmp, 'rb+') as f: fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)   # fails while a writer is alive
+        except OSError: continue
+        for p in (tmp, tmp.with_name(tmp.name + '.wal')): p.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
 class Store:
     "The DuckDB file of canonical tables: atomic writes, fast reads, a content fingerprint."
     def __init__(self, path:Union[str, Path]=DEFAULT_DB): self.path = Path(path)
@@ -356,6 +369,7 @@ class Store:
         start = time.perf_counter()
         fingerprint = tables_fingerprint(tables)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(self.path)
         tmp = self.path.with_name(f'.{self.path.name}.{uuid.uuid4().hex[:8]}.tmp')
         try:
             with duckdb.connect(str(tmp)) as con:

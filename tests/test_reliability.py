@@ -221,10 +221,26 @@ def test_kill_9_during_import_leaves_the_old_store_or_the_new_never_half(two_lea
         shutil.copy(source_db, db)                                         # it finished first: start over
     assert mid_write, 'the import never showed its temporary file'
     assert _holds_one_whole_version(db, {old_fp}) == old_fp               # the swap had not happened: all old
+    assert list(db.parent.glob(f'.{db.name}.*.tmp'))                      # the killed import's half-written file
     r = setrank('data', 'import', folder, '--db', db)                      # re-import works
     assert r.returncode == 0, r.stderr
     assert _holds_one_whole_version(db, {new_fp}) == new_fp
     assert Store(db).meta()['source'] == str(folder)
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]       # and it removed the dead import's leftovers
+
+def test_a_live_import_keeps_its_temporary_file(two_leagues, tmp_path):
+    "The clean-up of dead imports' files spares a file that a running import is writing (it holds DuckDB's lock)."
+    from setrank.data import _remove_stale_temps
+    source_db, old_fp, folder, new_fp = two_leagues
+    db = tmp_path/'setrank.duckdb'; shutil.copy(source_db, db)
+    proc = subprocess.Popen([SETRANK, 'data', 'import', str(folder), '--db', str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, seen = time.time() + 120, []
+    while proc.poll() is None and time.time() < deadline and not seen:
+        if _writing(db): seen = _remove_stale_temps(db) or ['nothing removed']
+        time.sleep(0.002)
+    assert proc.wait() == 0, proc.stderr.read()
+    assert seen == ['nothing removed'], seen                               # the live writer's file was left alone
+    assert _holds_one_whole_version(db, {new_fp}) == new_fp
 
 # ---------------------------------------------------------------------------------------------------------------
 # 4. Names from users never escape runs/
