@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #1981396a
 from __future__ import annotations
 import csv, datetime as dt, hashlib, io, json, os, re, time, uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -344,17 +345,20 @@ def _from_arrow(t:pa.Table, name:str)->pd.DataFrame:
     if schema: return df.astype({c: d for c, d in schema.items() if str(df[c].dtype) != d})
     return df.astype({c: 'datetime64[us]' for c in df.columns if pd.api.types.is_datetime64_dtype(df[c].dtype)})
 
-def _remove_stale_temps(path:Path)->list[Path]:
-    "Temporary files (`.<store>.<id>.tmp`, `.wal`) of writes killed mid-way: no live process holds DuckDB's lock on them."
+@contextmanager
+def _folder_lock(folder:Path):
+    "An exclusive `flock` on `folder` while writing a store in it: writers take turns; a killed one's lock is released."
     try: import fcntl
-    except ImportError: return []          # no POSIX locks (Windows): leave them
-    removed = []
-    for tmp in sorted(path.parent.glob(f'.{path.name}.*.tmp')):
-        try:
-            with open(tmp, 'rb+') as f: fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)   # fails while a writer is alive
-        except OSError: continue
+    except ImportError: yield False; return   # no flock (Windows): no turns, no clean-up
+    fd = os.open(folder, os.O_RDONLY)
+    try: fcntl.flock(fd, fcntl.LOCK_EX); yield True
+    finally: os.close(fd)
+
+def _remove_stale_temps(path:Path)->list[Path]:
+    "Remove the temporary files (`.<store>.<id>.tmp` and its `.wal`) of writes killed mid-way; call it holding `_folder_lock`."
+    removed = sorted(path.parent.glob(f'.{path.name}.*.tmp'))
+    for tmp in removed:
         for p in (tmp, tmp.with_name(tmp.name + '.wal')): p.unlink(missing_ok=True)
-        removed.append(tmp)
     return removed
 
 class Store:
@@ -369,7 +373,12 @@ class Store:
         start = time.perf_counter()
         fingerprint = tables_fingerprint(tables)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.path)
+        with _folder_lock(self.path.parent) as locked:   # one writer at a time: any temporary file here is a dead one's
+            if locked: _remove_stale_temps(self.path)
+            return self._write(tables, source, fingerprint, start)
+
+    def _write(self, tables, source, fingerprint, start)->StoreSummary:
+        "The write itself (under the folder lock): a temporary database, then `os.replace`."
         tmp = self.path.with_name(f'.{self.path.name}.{uuid.uuid4().hex[:8]}.tmp')
         try:
             with duckdb.connect(str(tmp)) as con:
