@@ -351,7 +351,10 @@ def _folder_lock(folder:Path):
     try: import fcntl
     except ImportError: yield False; return   # no flock (Windows): no turns, no clean-up
     fd = os.open(folder, os.O_RDONLY)
-    try: fcntl.flock(fd, fcntl.LOCK_EX); yield True
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX); locked = True
+        except OSError: locked = False           # a file system without flock on folders (some NFS): write unlocked
+        yield locked
     finally: os.close(fd)
 
 def _remove_stale_temps(path:Path)->list[Path]:
