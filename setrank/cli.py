@@ -120,7 +120,9 @@ def _train_a(args)->int:
 def _evaluate(args)->int:
     from setrank.pipeline import evaluate_run_dir, latest_run_dir
     runs = load_config(args.config).paths.runs
-    run = inside_folder(args.run, runs, args.run) if args.run else latest_run_dir(runs)
+    run = Path(args.run) if args.run else None
+    if run is not None and not run.exists() and len(run.parts) == 1: run = Path(runs)/run   # a run's name: runs/<name>
+    run = inside_folder(run, runs, args.run) if run is not None else latest_run_dir(runs)
     if not run.exists(): raise SetrankError(f'no run folder {run}')
     print(evaluate_run_dir(run))
     return 0
@@ -299,7 +301,7 @@ def build_parser()->argparse.ArgumentParser:
     ev = sub.add_parser('evaluate', help="recompute a run's evaluation report",
                         description="Recompute eval_report.json/.md of a finished run from its saved scores.")
     _add_config_arg(ev)
-    ev.add_argument('run', nargs='?', metavar='RUN', help='the run folder (default: the latest under paths.runs)')
+    ev.add_argument('run', nargs='?', metavar='RUN', help='the run folder, or its name under paths.runs (run_003); default: the latest there')
     ev.set_defaults(handler=_evaluate)
 
     bt = sub.add_parser('backtest', help='rolling-origin backtest over a range of test seasons',

@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #1981396a
 from __future__ import annotations
 import csv, datetime as dt, hashlib, io, json, os, re, time, uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -344,6 +345,25 @@ def _from_arrow(t:pa.Table, name:str)->pd.DataFrame:
     if schema: return df.astype({c: d for c, d in schema.items() if str(df[c].dtype) != d})
     return df.astype({c: 'datetime64[us]' for c in df.columns if pd.api.types.is_datetime64_dtype(df[c].dtype)})
 
+@contextmanager
+def _folder_lock(folder:Path):
+    "An exclusive `flock` on `folder` while writing a store in it: writers take turns; a killed one's lock is released."
+    try: import fcntl
+    except ImportError: yield False; return   # no flock (Windows): no turns, no clean-up
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX); locked = True
+        except OSError: locked = False           # a file system without flock on folders (some NFS): write unlocked
+        yield locked
+    finally: os.close(fd)
+
+def _remove_stale_temps(path:Path)->list[Path]:
+    "Remove the temporary files (`.<store>.<id>.tmp` and its `.wal`) of writes killed mid-way; call it holding `_folder_lock`."
+    removed = sorted(path.parent.glob(f'.{path.name}.*.tmp'))
+    for tmp in removed:
+        for p in (tmp, tmp.with_name(tmp.name + '.wal')): p.unlink(missing_ok=True)
+    return removed
+
 class Store:
     "The DuckDB file of canonical tables: atomic writes, fast reads, a content fingerprint."
     def __init__(self, path:Union[str, Path]=DEFAULT_DB): self.path = Path(path)
@@ -356,6 +376,12 @@ class Store:
         start = time.perf_counter()
         fingerprint = tables_fingerprint(tables)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(self.path.parent) as locked:   # one writer at a time: any temporary file here is a dead one's
+            if locked: _remove_stale_temps(self.path)
+            return self._write(tables, source, fingerprint, start)
+
+    def _write(self, tables, source, fingerprint, start)->StoreSummary:
+        "The write itself (under the folder lock): a temporary database, then `os.replace`."
         tmp = self.path.with_name(f'.{self.path.name}.{uuid.uuid4().hex[:8]}.tmp')
         try:
             with duckdb.connect(str(tmp)) as con:

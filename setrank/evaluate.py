@@ -631,7 +631,8 @@ def plot_rank_scatter(pred:dict,                    # a predictions document (`b
         ax.set_xlim(0.3, n + 0.9); ax.set_ylim(0.3, n + 0.9); ax.grid(alpha=0.3)
         ax.set_xlabel(f'actual conference rank ({target}; 1 = best)'); ax.set_ylabel('predicted conference rank (1 = best)')
         rho = spearman(-np.array(y, dtype=float), -np.array(x, dtype=float))
-        ax.set_title(f'{c} (Spearman {rho:.2f})'); ax.invert_yaxis(); ax.legend(fontsize=8, loc='lower right')
+        ax.set_title(f'{c} (Spearman {rho:.2f})'); ax.invert_yaxis()
+        ax.legend(fontsize=8, loc='upper right')   # off the diagonal: 'lower right' (y inverted) hid the last-ranked teams
     fig.suptitle(f"Predicted vs actual rank — {pred['season']}, predicted as of {pred['as_of']}")
     return _save(fig, path)
 

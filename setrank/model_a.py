@@ -791,8 +791,8 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             scores_np = np.full(len(rows), np.nan); scores_np[monitor_rows] = scored['score'].float().cpu().numpy()
             best = dict(metric=mean_list_spearman(scores_np, labels_np, monitor), epoch=0, state=copy.deepcopy(model.state_dict()))
             history['start_metric'] = best['metric']
-        start, bar = time.perf_counter(), tqdm(range(1, mcfg.epochs + 1), desc='Model A', unit='epoch', disable=not progress)
-        for epoch in bar:
+        start, bar = time.perf_counter(), tqdm(total=mcfg.epochs, desc='Model A', unit='epoch', disable=not progress)
+        for epoch in range(1, mcfg.epochs + 1):   # the bar is updated by hand: a loop over it would stop one short on `break`
             t0, model = time.perf_counter(), model.train()
             lists = torch.as_tensor(list_cache[(epoch - 1) % stride], device=device)
             losses = _train_epoch(model, inputs, labels, lists, games, future, optimizer, scaler, mcfg, generator, amp)
@@ -813,11 +813,11 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['state'] is not None else None,
                            stopped_early=stop, seconds=time.perf_counter() - start)
             if out_dir is not None: write_json_atomic(out_dir/'train_history.json', history)
-            bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}')
+            bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}', refresh=False); bar.update()
             logger.info('Model A epoch %d: loss %.4f, %s Spearman %.3f, attention entropy %s nats, fallback %.1f%%',
                         epoch, record['loss'], monitor_name, metric,
                         '/'.join(f'{e:.2f}' for e in record['attention_entropy']), 100*(record['fallback_share'] or 0))
-            if stop:   # the bar ends full, with the reason, instead of stopping at 6/23
+            if stop:   # the bar ends full (epoch/epoch), with the reason, instead of stopping at 6/23
                 bar.total = epoch
                 bar.set_postfix_str(f'stopped early: best epoch {best["epoch"]}, {monitor_name} Spearman {best["metric"]:.3f}, '
                                     f'no better in {mcfg.patience} epochs')

@@ -424,6 +424,9 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
     pairwise = {f'{a}|{b}': round(float(np.corrcoef(model_ranks[a], model_ranks[b])[0, 1]), 6)
                 for i, a in enumerate(names) for b in names[i+1:]}
     actual = {t: actual_ranks(rows[LABELS[t]].to_numpy(np.float64), conf) for t in TARGETS if LABELS[t] in rows}
+    # the truth the classification reads: the declared target's, or, where no team has it (rest of season at the end of
+    # a finished regular season: no games left), the final standings
+    basis = next((t for t in (target, 'final_rank') if t in actual and np.isfinite(actual[t][0]).any()), target)
     contributors = primary_contributors(attention['weights'], attention['player_ids'], attention.get('fallback'),
                                         attention.get('player_names'), cfg.top_contributors)
     teams = []
@@ -440,7 +443,7 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
                            'championship_odds': float(odds[i])},
             'analysis': {'target': target,
                          'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
-                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(target), margin),
+                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(basis), margin),
                          'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
             'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
             'roster_dependence': roster})
@@ -458,8 +461,10 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
            'notes': {'ranks': 'league_rank and conference_rank: 1 = strongest; predicted ranks break ties by team_id',
                      'rank_delta': 'actual league rank minus predicted league rank: positive = finished below the prediction (overrated)',
                      'contributors': 'weights that pooled the roster (head mean); contributors_are_fallback marks teams whose attention was unusable',
-                     'classification': f'from the {target} truth: overrated (finished {margin}+ league ranks below the prediction), '
-                                       f'underrated ({margin}+ above), as expected, or unknown while that truth is not known',
+                     'classification': f'from the {basis} truth'
+                                       + (f' (no team has a {target} truth at this date)' if basis != target else '')
+                                       + f': overrated (finished {margin}+ league ranks below the prediction), '
+                                         f'underrated ({margin}+ above), as expected, or unknown while that truth is not known',
                      'tier': 'from the prediction itself: ' + '; '.join(f'{t}: {rule}' for t, rule in TIERS)},
            'teams': teams}
     if generated_at is not None: doc['generated_at'] = generated_at

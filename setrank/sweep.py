@@ -30,8 +30,8 @@ __all__ = ['SWEEP_METRICS', 'MINIMIZED_METRICS', 'MAX_GRID', 'RunTrial', 'REPORT
            'batch_path', 'default_storage', 'masked_url', 'retry_callback', 'retried_trial', 'open_storage',
            'worker_identity', 'TrialSeededTPE', 'make_sampler', 'results_frame', 'best_row', 'sweep_summary',
            'parameter_importances', 'write_batch_files', 'SweepResult', 'open_study', 'run_sweep', 'resolve_batch',
-           'read_batch', 'baseline_comparison', 'plot_history', 'analysis_markdown', 'write_analysis', 'run_report',
-           'analyze_batch', 'explain_combo', 'lock_best']
+           'read_batch', 'baseline_comparison', 'plot_history', 'importance_warning', 'analysis_markdown',
+           'write_analysis', 'run_report', 'analyze_batch', 'explain_combo', 'lock_best']
 
 # %% ../nbs/13b_sweep.ipynb #e7e5b79f
 SWEEP_METRICS = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
@@ -495,13 +495,16 @@ def _work(study, cfg, batch_dir, space, settings, objective, target, run_trial, 
         if t.user_attrs.get('surplus'): return
         _, summary = write_batch_files(study, batch_dir, settings, space, importances)
         if progress: print(_progress_line(t, summary, target), flush=True)
-    failures, seen = 0, None
+    failures, seen, waiting = 0, None, False
     try:
         while True:
             with _optuna_experimental(): fail_stale_trials(study)   # dead workers' trials: failed, queued again
             counts = _counts(study)
             if counts['COMPLETE'] >= target: return
-            if counts['COMPLETE'] + counts['RUNNING'] >= target: time.sleep(poll_s); continue
+            if counts['COMPLETE'] + counts['RUNNING'] >= target:   # the rest is running: in another worker, or dead
+                if progress and not waiting: print(_waiting_line(study, cfg.sweep.grace_s), flush=True)
+                waiting = True; time.sleep(poll_s); continue
+            waiting = False
             study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[after], gc_after_trial=False)
             last = _my_last_trial(study)
             if last is None or last.number == seen: continue  # a surplus trial: nothing of ours ran
@@ -519,6 +522,12 @@ def _work(study, cfg, batch_dir, space, settings, objective, target, run_trial, 
             if t.user_attrs.get('interrupted') and t.user_attrs.get('worker') == me and t.number not in rerun:
                 queue_again(study, t)
         raise
+
+def _waiting_line(study:optuna.Study, grace_s:float)->str:
+    "What a worker says while the batch's last trials run elsewhere, so a resumed sweep does not sit silent."
+    running = [t.user_attrs.get('combo', f'trial {t.number}') for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    return (f"waiting for {', '.join(running)}: running in another worker, or its worker was killed and it runs again here "
+            f"once its heartbeat is older than sweep.grace_s ({grace_s:g} s)")
 
 def _my_last_trial(study:optuna.Study)->Optional[FrozenTrial]:
     "The latest finished trial that this process ran."
@@ -606,6 +615,12 @@ def _table(frame:pd.DataFrame, index:bool=False)->str:
 
 MIN_TRIALS_FOR_IMPORTANCE = 10   # below this, fANOVA importances are mostly noise
 
+def importance_warning(summary:dict)->str:
+    "The warning ANALYSIS.md and the analysis notebook give when importances rest on too few trials ('' if not)."
+    if not summary.get('importances') or summary['complete'] >= MIN_TRIALS_FOR_IMPORTANCE: return ''
+    return (f"Warning: these importances rest on {summary['complete']} complete trials (fewer than "
+            f"{MIN_TRIALS_FOR_IMPORTANCE}): read them as noise until the batch is larger.")
+
 def _below_baselines(table:pd.DataFrame, model:str='ensemble', metric:str='Spearman')->Optional[str]:
     "A plain sentence when `model`'s test `metric` is below the strongest baseline's (None when it is not)."
     if model not in table.index or metric not in table: return None
@@ -659,9 +674,7 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
     if s.get('importances'):
         out += [_table(pd.DataFrame(list(s['importances'].items()), columns=['parameter', 'importance'])), '',
                 f"({s['importance_note']})", '']
-        if s['complete'] < MIN_TRIALS_FOR_IMPORTANCE:
-            out += [f"**Warning: these importances rest on {s['complete']} complete trials** (fewer than "
-                    f"{MIN_TRIALS_FOR_IMPORTANCE}): read them as noise until the batch is larger.", '']
+        if importance_warning(s): out += [f'**{importance_warning(s)}**', '']
     else: out += [s.get('importance_note') or 'None computed.', '']
     out += ['## Optimization history', '', f'![validation {objective} by trial]({plot_name})', '', '## Trials', '']
     cols = ['number', 'combo', 'state', f'validation_{objective}', f'test_{objective}', 'duration_s',

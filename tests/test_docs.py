@@ -279,6 +279,17 @@ def test_report_pages_show_their_images(site, browser):
         assert all(done and width > 0 for done, width in sizes), f'{path.name}: an image did not load {sizes}'
         assert not errors, errors
 
+def test_concept_pages_show_their_figures(site, browser):
+    "Notebooks that explain a concept keep a small saved figure (issue #18): the attention page shows what the minutes"
+    " prior does to a roster, the evaluation page its plots; each image loads."
+    out, _ = site
+    for name, at_least in [('attention.html', 1), ('evaluate.html', 3)]:
+        page, errors = _open(browser, out/name)
+        sizes = page.evaluate("[...document.querySelectorAll('article img')].map(i => [i.complete, i.naturalWidth])")
+        page.close()
+        assert len(sizes) >= at_least and all(done and width > 0 for done, width in sizes), f'{name}: {sizes}'
+        assert not errors, errors
+
 def test_source_links_open_the_module_at_the_line(site, browser):
     "A `source` link of the API lands on the highlighted module at that line, inside the site."
     out, _ = site

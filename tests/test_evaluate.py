@@ -292,3 +292,34 @@ def test_eval_report_opens_with_headline_and_ranking_and_defines_every_name(leag
     ranked = re.findall(r'^\| (\d+) \| `(\w+)` \|', ranking, re.M)
     assert [int(r) for r, _ in ranked] == list(range(1, len(ranked) + 1)) and len(ranked) == len(named) - 2
     for target in re.findall(r'\]\(([^)]+\.png)\)', md): assert (tmp_path/target).exists(), target
+
+
+def test_rank_plot_legend_hides_no_team(monkeypatch, tmp_path):
+    "The predicted-vs-actual plot: the legend sits off the diagonal, so no team's point or label is under it."
+    import setrank.evaluate as ev
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+    drawn = []
+    monkeypatch.setattr(ev, '_save', lambda fig, path: drawn.append(fig) or path)
+    conf = np.array(['East', 'West']*15)
+    strength = np.linspace(2, -2, 30)
+    attn = {'weights': np.full((30, 2), 0.5), 'player_ids': np.array([['a', 'b']]*30), 'fallback': np.zeros(30, bool)}
+    covered = []
+    for seed in range(8):                                                 # truths near the prediction, as in a real run
+        truth = strength + np.random.default_rng(seed).normal(0, 0.5, 30)
+        rows = pd.DataFrame({'season': '2023-24', 'as_of': pd.Timestamp('2024-04-14'), 'team_id': np.arange(30),
+                             'team': [f'T{i:02d}' for i in range(30)], 'conference': conf, 'y_final_rank': truth})
+        pred = build_predictions(rows, {m: strength for m in MODEL_NAMES}, attn, OutputConfig(odds_simulations=200),
+                                 target='final_rank')
+        ev.plot_rank_scatter(pred, tmp_path/'ranks.png')
+        fig = drawn[-1]
+        renderer = FigureCanvasAgg(fig).get_renderer(); fig.draw(renderer)
+        for ax in fig.axes:
+            legend = ax.get_legend().get_window_extent(renderer)
+            assert len(ax.texts) == 15
+            covered += [(seed, a.get_text()) for a in ax.texts if a.get_window_extent(renderer).overlaps(legend)]
+            r = np.sqrt(ax.collections[0].get_sizes()[0]) / 2 * fig.dpi / 72          # a marker's radius in pixels
+            points = ax.transData.transform(ax.collections[0].get_offsets())
+            covered += [(seed, f'the point at {tuple(int(v) for v in p)}') for p in points
+                        if Bbox.from_extents(p[0] - r, p[1] - r, p[0] + r, p[1] + r).overlaps(legend)]
+    assert not covered, f'the legend covers {covered}'

@@ -79,6 +79,15 @@ def test_report_writes_its_outputs_into_the_named_combo_only(sweep):
     summary = json.loads((combo2/'explain.json').read_text())
     assert summary['context']['season'] == '2021-22' and summary['ig']['max_abs_delta'] < 1e-3
     assert not list(combo2.glob('.*.tmp*'))                                 # no temporary files left behind
+    # issue #18: the executed report shows no stderr (no red TqdmWarning) and ends with a conclusion computed from its numbers
+    executed = json.loads((combo2/'explain.ipynb').read_text())
+    outputs = [o for c in executed['cells'] for o in c.get('outputs', [])]
+    assert not [o for o in outputs if o.get('name') == 'stderr' or o['output_type'] == 'error'], 'the report printed to stderr'
+    assert 'TqdmWarning' not in json.dumps(executed)
+    conclusion = md.split('## Conclusion')[1]
+    att, mins = summary['truth']['attention weight'], summary['truth']['recent minutes']
+    assert f"{att['overlap']:.0%} of them found against {mins['overlap']:.0%}" in conclusion, conclusion
+    assert f"more for {summary['ablation']['share_top_hurts_more']:.0%} of {summary['ablation']['teams']} teams" in conclusion
 
 def test_report_parameters_tag_survives_nbdev_clean(tmp_path):
     reports = sorted((REPO/'nbs'/'reports').glob('*.ipynb'))

@@ -295,3 +295,19 @@ def test_model_a_trains_on_the_real_feature_builder_over_a_synthetic_league(tmp_
     lists = training_lists(fs.rows.iloc[test].reset_index(drop=True), [split.test], cfg.training)
     assert mean_list_spearman(pred['scores'], fs.rows.y_rest_of_season.to_numpy()[test], lists) > 0.3
     assert model.feature_schema['player_features'] == list(fs.schema.player_features)
+
+def _final_bar(stderr:str)->str:
+    "The last state tqdm drew (it redraws in place with carriage returns)."
+    return [s for s in stderr.replace('\n', '\r').split('\r') if s.strip()][-1]
+
+def test_epoch_bar_ends_full_with_the_reason_on_early_stopping(toy, capsys):
+    "Issue #18: the bar stopped at 6/23 on early stopping; it must end at n/n, and say why it stopped."
+    _, history = train_model_a(toy, SPLIT, small_cfg(**{'model_a.epochs': 40, 'model_a.patience': 1}), progress=True)
+    n = len(history['epochs'])
+    assert history['stopped_early'] and n < 40
+    last = _final_bar(capsys.readouterr().err)
+    assert f'100%' in last and f'| {n}/{n} [' in last, last
+    assert f"stopped early: best epoch {history['best_epoch']}" in last and 'no better in 1 epochs' in last, last
+    _, history = train_model_a(toy, SPLIT, small_cfg(), progress=True)     # every epoch run: 3/3, no reason given
+    last = _final_bar(capsys.readouterr().err)
+    assert not history['stopped_early'] and '| 3/3 [' in last and 'stopped early' not in last, last

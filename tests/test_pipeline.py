@@ -48,6 +48,10 @@ def test_predictions_are_valid_ranked_json(two_runs):
     for t in teams:
         rd = t['roster_dependence']
         assert all(c['attention_weight'] > 0 for c in rd['primary_contributors'])
+    # issue #18: the end-of-season file classifies every team (against the final standings: no games are left) and tiers it
+    assert pred['horizon'] == 1.0 and pred['notes']['classification'].startswith('from the final_rank truth')
+    assert 'unknown' not in {t['analysis']['classification'] for t in teams}
+    assert {t['analysis']['tier'] for t in teams} <= {'contender', 'playoff', 'play-in', 'lottery'}
 
 def test_eval_report_compares_models_with_baselines(two_runs):
     md = (two_runs[0].run_dir/'eval_report.md').read_text()
@@ -87,6 +91,15 @@ def test_missing_model_file_is_a_clear_error(two_runs, tmp_path):
 def test_evaluate_cli_on_a_missing_run_exits_2(tmp_path):
     r = subprocess.run([SETRANK, 'evaluate', str(tmp_path/'run_999')], capture_output=True, text=True)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
+
+def test_evaluate_cli_takes_a_run_by_its_name(two_runs, tmp_path):
+    "`setrank evaluate run_001`, from any folder, is the run of that name under paths.runs (it said 'outside the runs folder')."
+    run = two_runs[0].run_dir
+    cfg = tmp_path/'my.yaml'; cfg.write_text(f'paths: {{runs: {run.parent}}}\n')
+    r = subprocess.run([SETRANK, 'evaluate', run.name, '--config', cfg], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip().endswith(str(run/'eval_report.md')), r.stderr
+    r = subprocess.run([SETRANK, 'evaluate', 'run_999', '--config', cfg], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == f'setrank: error: no run folder {run.parent/"run_999"}', r.stderr
 
 def test_load_run_rebuilds_models_that_score_like_the_run(two_runs):
     import pandas as pd

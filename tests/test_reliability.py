@@ -221,10 +221,38 @@ def test_kill_9_during_import_leaves_the_old_store_or_the_new_never_half(two_lea
         shutil.copy(source_db, db)                                         # it finished first: start over
     assert mid_write, 'the import never showed its temporary file'
     assert _holds_one_whole_version(db, {old_fp}) == old_fp               # the swap had not happened: all old
+    assert list(db.parent.glob(f'.{db.name}.*.tmp'))                      # the killed import's half-written file
     r = setrank('data', 'import', folder, '--db', db)                      # re-import works
     assert r.returncode == 0, r.stderr
     assert _holds_one_whole_version(db, {new_fp}) == new_fp
     assert Store(db).meta()['source'] == str(folder)
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]       # and it removed the dead import's leftovers
+
+def _cpu_ticks(pid:int)->int:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])                               # utime + stime
+
+def test_an_import_waits_for_a_live_writer_and_spares_its_file(two_leagues, tmp_path):
+    """While another writer holds the folder (its temporary file is live), an import waits its turn and touches
+    nothing; once the writer is gone, the import removes what it left and swaps in its own store."""
+    from setrank.data import _folder_lock
+    source_db, old_fp, folder, new_fp = two_leagues
+    db = tmp_path/'setrank.duckdb'; shutil.copy(source_db, db)
+    live = db.with_name(f'.{db.name}.0live000.tmp')
+    with _folder_lock(db.parent):
+        live.write_bytes(b'a store being written')
+        proc = subprocess.Popen([SETRANK, 'data', 'import', str(folder), '--db', str(db)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline, still = time.time() + 120, 0
+        while still < 10:                                                  # blocked: no CPU for a second
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            ticks = _cpu_ticks(proc.pid); time.sleep(0.1)
+            still = still + 1 if _cpu_ticks(proc.pid) == ticks else 0
+        assert list(db.parent.glob(f'.{db.name}.*')) == [live]            # it waits and writes nothing
+        assert _holds_one_whole_version(db, {old_fp}) == old_fp
+    assert proc.wait(120) == 0, proc.stderr.read()
+    assert _holds_one_whole_version(db, {new_fp}) == new_fp
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]       # the gone writer's file was removed
 
 # ---------------------------------------------------------------------------------------------------------------
 # 4. Names from users never escape runs/

@@ -106,6 +106,24 @@ def test_killed_sweep_resumes_without_losing_or_redoing_a_trial(tmp_path):
     study = optuna.load_study(study_name='killed', storage=default_storage(batch_dir))
     assert sorted(t.number for t in study.trials) == sorted(frame.index)   # the CSV holds every trial of the study
 
+def test_resume_after_a_kill_in_the_last_trial_says_what_it_waits_for(tmp_path, capsys):
+    """Kill -9 the only worker in the batch's last trial: the resumed sweep says it waits for that combo (not silence
+    for sweep.grace_s), then re-runs its parameters once and completes."""
+    batch_dir = tmp_path/'runs'/'sweeps'/'last'
+    proc = _worker(tmp_path, 'last', 1, hang_first=True)
+    deadline = time.time() + 60
+    while not (batch_dir/'combo_0000'/'outputs'/'runs.txt').exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    res = run_sweep(load_config(overrides=_overrides(tmp_path)), 'last', n_trials=1, run_trial=fake_trial, poll_s=0.2,
+                    importances=False, explain=False)
+    out = capsys.readouterr().out
+    assert 'waiting for combo_0000: running in another worker, or its worker was killed' in out, out
+    assert 'sweep.grace_s (2 s)' in out and out.count('waiting for') == 1, out
+    frame = _results(batch_dir).set_index('number')
+    assert res.summary['complete'] == 1 and frame.loc[1, 'note'] == 're-runs combo_0000' and frame.loc[0, 'state'] == 'FAIL'
+
 def test_a_worker_killed_beside_a_live_one_loses_no_trial(tmp_path):
     """Two workers on one SQLite study; one is killed -9 in its first trial. The other keeps going, finds the dead
     trial by its stale heartbeat, re-runs its parameters once, and completes the batch alone."""
@@ -214,6 +232,33 @@ def test_analyze_writes_analysis_md_with_papermill(tmp_path):
     executed = json.loads((res.batch_dir/'analysis.ipynb').read_text())
     injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
     assert injected and str(res.batch_dir.resolve()) in ''.join(injected[0]['source'])  # not the default batch
+    printed = ''.join(''.join(o['text']) for c in executed['cells'] for o in c.get('outputs', []) if o['output_type'] == 'stream')
+    assert 'Warning: these importances rest on 3 complete trials' in printed   # the notebook warns too, not only ANALYSIS.md
+
+def test_analysis_md_is_relative_warns_on_few_trials_and_says_when_a_baseline_wins(tmp_path, monkeypatch):
+    "Issue #18's ANALYSIS.md: relative paths only, a warning under 10 trials, a plain sentence when the best combo's test"
+    " score is below a baseline, whole trial numbers on the history plot's axis."
+    import setrank.sweep as sweep
+    cfg = load_config(overrides={**_overrides(tmp_path), 'sweep.n_trials': 3})
+    res = run_sweep(cfg, 'few', run_trial=fake_trial, progress=False)
+    best = res.summary['best']['combo']
+    report = res.batch_dir/best/'outputs'/'eval_report.json'
+    rep = json.loads(report.read_text())
+    for row in rep['summary']:
+        if row['method'] == 'point_diff' and row['metric'] == 'spearman': row['mean'] = 0.95   # a baseline ahead
+    report.write_text(json.dumps(rep))
+    md = sweep.write_analysis(res.batch_dir).read_text()
+    assert str(tmp_path) not in md and str(tmp_path.resolve()) not in md and '/tmp' not in md, md
+    assert f'run folder `{best}/outputs`' in md and 'sqlite:///study.db (in this folder)' in md
+    assert '**Warning: these importances rest on 3 complete trials (fewer than 10): read them as noise' in md
+    assert 'is below the strongest baseline, point_diff (0.950)**: on the test season it does not beat' in md
+    figures = []
+    monkeypatch.setattr(sweep, '_save_png', lambda fig, path: figures.append(fig) or path)
+    sweep.plot_history(res.results, tmp_path/'history.png', 'spearman')
+    ax = figures[0].axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks   # trial numbers, not 0.25, 0.5, ...
 
 def _flat(d, prefix=''):
     out = {}
