@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Optional, Sequence
 import numpy as np, pandas as pd
 from scipy import stats
-from .config import SetrankError, TrainingConfig, parse_season
+from .config import TARGETS, SetrankError, TrainingConfig, parse_season
 from .targets import as_of_grid, horizon_index, LABELS
 from .features import FeatureSet, compute_features
 
 # %% auto #0
-__all__ = ['METRICS', 'BASELINES', 'TARGETS', 'ranks', 'spearman', 'kendall_b', 'rank_mae', 'relevance', 'ndcg_at_k',
-           'list_spearman', 'mean_list_spearman', 'key_lists', 'list_metrics', 'random_metrics', 'evaluate_lists',
-           'evaluate_baselines', 'summarize_metrics', 'baselines_table', 'format_baselines_table']
+__all__ = ['METRICS', 'BASELINES', 'ranks', 'spearman', 'kendall_b', 'rank_mae', 'relevance', 'ndcg_at_k', 'list_spearman',
+           'mean_list_spearman', 'key_lists', 'list_metrics', 'random_metrics', 'evaluate_lists', 'evaluate_baselines',
+           'summarize_metrics', 'baselines_table', 'format_baselines_table']
 
 # %% ../nbs/04b_baselines.ipynb #ba90a5ff
 def _one_list(*arrays:np.ndarray)->bool:
@@ -172,7 +172,6 @@ def evaluate_lists(frame:pd.DataFrame,   # one row per team per list
 BASELINES = {'win_pct': 'win_pct', 'point_diff': 'point_diff', 'srs': 'srs',
              'prev_season_win_pct': 'prior_win_pct', 'prior_player_rating': 'prior_rating', 'roster_rating': 'roster_rating'}
 _NEEDS_PREVIOUS_SEASON = {'prev_season_win_pct', 'prior_player_rating'}
-TARGETS = tuple(LABELS)
 
 def _horizon_rows(fs:FeatureSet, horizons:Sequence[float])->pd.DataFrame:
     "The rows of `fs` at each horizon's cut, with a horizon column."

@@ -6,17 +6,17 @@
 from __future__ import annotations
 import difflib, hashlib, json, copy, io, importlib.resources, re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig', 'PathsConfig', 'DataConfig', 'ReproConfig',
-           'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig',
-           'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path',
-           'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config', 'load_config',
-           'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons',
-           'check_name', 'inside_folder']
+__all__ = ['Target', 'TARGETS', 'Objective', 'OBJECTIVES', 'SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig',
+           'PathsConfig', 'DataConfig', 'ReproConfig', 'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig',
+           'RFConfig', 'ModelBConfig', 'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig',
+           'Config', 'get_path', 'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config',
+           'load_config', 'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit',
+           'resolve_seasons', 'check_name', 'inside_folder']
 
 # %% ../nbs/00_config.ipynb #69db7ff1
 class SetrankError(Exception):
@@ -26,6 +26,11 @@ class SetrankError(Exception):
 # %% ../nbs/00_config.ipynb #0601f003
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', strict=True, validate_assignment=True)
+
+Target = Literal['rest_of_season', 'final_rank', 'playoff_outcome']   # what a ranking is judged against (higher = stronger)
+TARGETS: tuple[str, ...] = get_args(Target)
+Objective = Literal['spearman', 'ndcg_at_8', 'rank_mae', 'playoff_spearman']  # a run's headline metrics; a sweep optimizes one
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 SeasonKey = str  # "YYYY-YY"
 
@@ -82,7 +87,7 @@ class FeatureSettings(_Section):
 
 class TrainingConfig(_Section):
     "The declared target, the feature windows, roster size and how training lists are built."
-    target: Literal['rest_of_season', 'final_rank', 'playoff_outcome'] = 'rest_of_season'
+    target: Target = 'rest_of_season'
     rolling_windows: list[int] = Field(default_factory=lambda: [15, 30], min_length=1)
     roster_size: int = Field(12, ge=5, le=20)
     list_by: Literal['conference', 'league'] = 'conference'
@@ -202,7 +207,7 @@ class SweepConfig(_Section):
     "Hyperparameter sweeps: method, budget, the validation objective, the search space and dead-worker recovery."
     method: Literal['optuna', 'grid'] = 'optuna'
     n_trials: int = Field(10, ge=1)
-    objective: Literal['spearman', 'ndcg8', 'rank_mae', 'playoff_spearman'] = 'spearman'
+    objective: Objective = 'spearman'
     heartbeat_s: int = Field(15, ge=1, le=3600)
     grace_s: int = Field(60, ge=2, le=86400)
     max_retries: int = Field(2, ge=0, le=100)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import duckdb
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 from .config import SetrankError, PathsConfig, parse_season, season_key, season_range
-from .files import atomic_write
+from .files import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA', 'EXTRA_SCHEMA', 'SEASON_TYPES',
@@ -645,10 +645,6 @@ def cache_path(cache_dir:Union[str, Path], season:str, season_type:str, player_o
     kind = {'T': 'team', 'P': 'player'}[player_or_team]
     return Path(cache_dir)/f'leaguegamelog_{season}_{_SEASON_TYPE_SLUG[season_type]}_{kind}.json'
 
-def _write_json(path:Path, data:dict):
-    "Atomic JSON write (temp file in the same folder, then rename)."
-    atomic_write(path, json.dumps(data))
-
 def _request(fetch:Callable[[], dict], # one request
              what:str,                  # how messages name it
              retries:int,               # attempts before giving up
@@ -701,7 +697,7 @@ def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a ra
                     payload = _request(paced, f'stats.nba.com LeagueGameLog season={season} season_type={season_type!r} '
                                               f'player_or_team={kind}', retries, backoff_s)
                     game_log_frame(payload, f'stats.nba.com LeagueGameLog {season} {season_type} {kind}')
-                    _write_json(path, payload)
+                    write_json(path, payload, indent=None)
                 logs[kind].append(game_log_frame(payload, str(path)))
     frames = {k: pd.concat(v, ignore_index=True) for k, v in logs.items()}
     tables = tables_from_game_logs(frames['T'], frames['P'], f'nba_api ({cache_dir})')
@@ -789,6 +785,6 @@ def fetch_schedule(seasons:Union[str, list[str]],          # season keys, or a r
                                            f'({type(e).__name__}: {why})') from None
                     time.sleep(backoff_s * 2**attempt)
             schedule_from_league_schedule(payload, f'stats.nba.com ScheduleLeagueV2 {season}')
-            _write_json(path, payload)
+            write_json(path, payload, indent=None)
         frames.append(schedule_from_league_schedule(payload, str(path)))
     return pd.concat(frames, ignore_index=True) if frames else schedule_from_league_schedule({'leagueSchedule': {'gameDates': []}})

@@ -11,12 +11,12 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np, pandas as pd
 
-from .config import SetrankError, parse_season
-from .files import atomic_write
+from .config import TARGETS, SetrankError, parse_season
+from .files import atomic_write, read_json, write_json, write_png
 from .targets import LABELS, horizon_index
 from .baselines import (BASELINES, _NEEDS_PREVIOUS_SEASON, kendall_b, ndcg_at_k, random_metrics, rank_mae,
                                spearman)
-from .predict import MODEL_NAMES, TARGETS, file_sha256, write_json_atomic, write_text_atomic
+from .predict import MODEL_NAMES, file_sha256
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'RANDOM', 'METHODS', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',
@@ -42,7 +42,7 @@ def metric_label(name:str)->str:
     "A metric's name as a reader sees it (ndcg_at_8 -> NDCG@8)."
     if name.startswith('ndcg_at_'): return f'NDCG@{name[8:]}'
     return {'spearman': 'Spearman', 'kendall_b': 'Kendall-b', 'rank_mae': 'rank MAE', 'brier': 'Brier',
-            'log_loss': 'log loss'}.get(name, name)
+            'log_loss': 'log loss', 'playoff_spearman': 'playoff Spearman'}.get(name, name)
 
 # %% ../nbs/10_evaluate.ipynb #af71db98
 def championship_brier(odds:np.ndarray,  # (teams,) title probabilities summing to 1
@@ -553,12 +553,6 @@ def eval_report_markdown(report:dict)->str:
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/10_evaluate.ipynb #0eb87108
-def _save(fig, path:Union[str, Path])->Path:
-    "Save a figure as PNG atomically."
-    import io
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
-    return atomic_write(path, buf.getvalue())
-
 def strongest_baselines(report:dict, target:str, metric:str='spearman', teams:str='league', n:int=3)->list[str]:
     "The `n` baselines with the best mean `metric` over the horizons on one list (the random order excluded)."
     s = pd.DataFrame(report['summary'])
@@ -606,7 +600,7 @@ def plot_metric_by_horizon(report:dict,              # an `evaluate_run` report
     axes[0].set_ylabel(f"{metric_label(metric)} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
     fig.suptitle(f"{metric_label(metric)} by horizon — {target}, {'all teams' if teams == 'league' else 'the playoff teams'}"
                  f" ({'mean over ' + str(n) + ' test seasons' if n > 1 else 'test season ' + report['settings']['seasons'][0]})")
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def plot_rank_scatter(pred:dict,                    # a predictions document (`build_predictions`)
                       path:Union[str, Path],        # PNG to write
@@ -633,7 +627,7 @@ def plot_rank_scatter(pred:dict,                    # a predictions document (`b
         rho = spearman(-np.array(y, dtype=float), -np.array(x, dtype=float))
         ax.set_title(f'{c} (Spearman {rho:.2f})'); ax.invert_yaxis(); ax.legend(fontsize=8, loc='lower right')
     fig.suptitle(f"Predicted vs actual rank — {pred['season']}, predicted as of {pred['as_of']}")
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def plot_title_odds(pred:dict,                 # a predictions document
                     path:Union[str, Path],     # PNG to write
@@ -658,16 +652,15 @@ def plot_title_odds(pred:dict,                 # a predictions document
         odds_c = 100*next(t for t in by_odds if t['team'] == champ)['prediction']['championship_odds']
         note = f'\nactual champion {champ} (orange): {odds_c:.1f}%, #{where} of {len(by_odds)} by odds'
     ax.set_title(f"Title odds, top {len(teams)} — {pred['season']} as of {pred['as_of']}{note}", fontsize=10)
-    return _save(fig, path)
+    return write_png(path, fig)
 
 # %% ../nbs/10_evaluate.ipynb #762ceb07
 def _end_of_season(prediction_files:Sequence[Mapping])->dict[str, dict]:
     "season -> the end-of-season predictions document among the report's files (the one without an earlier horizon)."
-    from setrank.predict import read_json_strict
     out = {}
     for f in prediction_files:
         if not Path(f['path']).exists(): continue
-        doc = read_json_strict(f['path'])
+        doc = read_json(f['path'])
         if doc.get('horizon', 1.0) >= 1 and 'teams' in doc: out[doc['season']] = doc
     return out
 
@@ -698,8 +691,8 @@ def write_eval_report(report:dict,             # an `evaluate_run` report
             paths[f'title_odds_{season}'] = plot_title_odds(pred, out_dir/f'title_odds_{season}.png')
             figures.append({'file': f'title_odds_{season}.png', 'title': f'Title odds, {season} as of {pred["as_of"]}'})
     report['plots'] = figures
-    paths['json'] = write_json_atomic(report, out_dir/'eval_report.json')
-    paths['markdown'] = write_text_atomic(eval_report_markdown(report), out_dir/'eval_report.md')
+    paths['json'] = write_json(out_dir/'eval_report.json', report)
+    paths['markdown'] = atomic_write(out_dir/'eval_report.md', eval_report_markdown(report))
     return paths
 
 # %% ../nbs/10_evaluate.ipynb #c5f0bfaa

@@ -12,6 +12,7 @@ import numpy as np, pandas as pd
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 from .config import FeatureSettings, SetrankError, TrainingConfig, parse_season
+from .files import write_json
 from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
                              attach_labels, final_win_pct)
 
@@ -777,7 +778,7 @@ def save_features(fs:FeatureSet,           # features to write
         extra = {} if fs.future_minutes is None else {'future_minutes': fs.future_minutes}
         np.savez(tmp/'arrays.npz', player_ids=fs.player_ids, player_x=fs.player_x, minutes=fs.minutes, mask=fs.mask, **extra)
         if fs.games is not None: fs.games.to_parquet(tmp/'games.parquet', index=False)
-        (tmp/'schema.json').write_text(json.dumps(fs.schema.to_dict(), indent=1))
+        write_json(tmp/'schema.json', fs.schema.to_dict())
         if path.exists(): shutil.rmtree(path)
         os.replace(tmp, path)
     except OSError:

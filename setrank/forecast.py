@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Union
 import numpy as np, pandas as pd
 from scipy.special import expit
 from .config import Config, SetrankError, parse_season, season_key
-from .files import atomic_write
+from .files import atomic_write, write_json, write_png
 from .targets import regular_games, to_game_date, in_progress_seasons, unplayed_games, full_season_games
 from .predict import (WinCalibration, calibrate_scale, game_score_diffs, bracket_order, bracket_size,
                              _play_series)
@@ -466,7 +466,7 @@ def forecast_document(fc:Forecast)->dict:
 
 def write_forecast_json(fc:Forecast, path:Union[str, Path])->Path:
     "Write `forecast_document(fc)` as strict JSON (no NaN), atomically."
-    return atomic_write(path, json.dumps(forecast_document(fc), indent=2, allow_nan=False) + '\n')
+    return write_json(path, forecast_document(fc))
 
 # %% ../nbs/13a_forecast.ipynb #eb8a5528
 def _pct(p:float)->str:
@@ -510,7 +510,6 @@ def forecast_markdown(fc:Forecast)->str:
 def plot_forecast(fc:Forecast, path:Union[str, Path])->Path:
     "Projected wins per team (mean, bars from the 10th to the 90th percentile), colored by conference; a PNG."
     from matplotlib.figure import Figure
-    from setrank.evaluate import _save
     t = fc.teams.sort_values(['projected_wins', 'team'])
     fig = Figure(figsize=(8, 0.28*len(t) + 1.6)); ax = fig.subplots()
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
@@ -525,7 +524,7 @@ def plot_forecast(fc:Forecast, path:Union[str, Path])->Path:
     ax.set_ylabel('team')
     ax.set_title(f'Projected wins, {fc.season} as of {fc.as_of.date().isoformat()} ({fc.simulations:,} simulations)')
     ax.legend(fontsize=8, loc='lower right'); ax.grid(alpha=.3, axis='x')
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def write_forecast(fc:Forecast, out_dir:Union[str, Path], plots:bool=True)->dict[str, Path]:
     "Write forecast.json, forecast.md and (with `plots`) forecast.png into `out_dir`, each atomically."

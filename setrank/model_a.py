@@ -12,7 +12,7 @@ import numpy as np, pandas as pd, torch
 from torch import nn
 from tqdm import tqdm
 from .config import Config, ModelAConfig, SeasonSplit, SetrankError, TrainingConfig, parse_season, season_key
-from .files import atomic_write
+from .files import atomic_write, json_ready, write_json
 from .attention import SetAttention, attention_entropy, fallback_weights, minutes_share
 from .features import FeatureSchema, FeatureSet, Standardizer
 from .baselines import list_spearman, mean_list_spearman
@@ -22,9 +22,9 @@ __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATE
            'REST_DAYS_CAP_GAME', 'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize',
            'listmle_loss', 'ModelAOutput', 'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs',
            'model_inputs', 'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
-           'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a', 'load_model_a',
-           'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'train_model_a', 'predict_model_a',
-           'oof_model_a', 'attention_precision']
+           'AttentionDiagnosticWarning', 'attention_diagnostics', 'save_model_a', 'load_model_a', 'GamePairs',
+           'game_pairs', 'availability_loss', 'build_model_a', 'train_model_a', 'predict_model_a', 'oof_model_a',
+           'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
 @dataclass
@@ -432,19 +432,6 @@ def attention_diagnostics(head_weights:torch.Tensor,  # (teams, heads, players) 
                 fallback_share=float(fallback[has].float().mean()))
 
 # %% ../nbs/06_model_a.ipynb #6960f821
-def _json_safe(o):
-    "NaN/inf → None, numpy scalars → Python, recursively (valid JSON, no NaN)."
-    if isinstance(o, dict): return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_json_safe(v) for v in o]
-    if isinstance(o, (np.floating, float)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer): return int(o)
-    if isinstance(o, np.bool_): return bool(o)
-    return o
-
-def write_json_atomic(path:Union[str, Path], data:dict):
-    "Write `data` as JSON to `path` atomically (temp file in the same folder, then `os.replace`)."
-    atomic_write(path, json.dumps(_json_safe(data), indent=1, allow_nan=False))
-
 def _diagnostic_warnings(history:dict, final:bool=False)->list[str]:
     "New warnings for the latest epoch of `history` (each kind at most once per training run)."
     epochs, said, out = history['epochs'], history.setdefault('warnings', []), []
@@ -482,7 +469,7 @@ def save_model_a(model:DeepSetRank,          # a trained model (vocab, standardi
                    state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                    vocab=dict(model.vocab), standardizer=model.standardizer.to_dict(),
                    feature_schema=dict(model.feature_schema), target=model.target,
-                   meta=_json_safe(dict(meta or {}, setrank_version=__version__)))
+                   meta=json_ready(dict(meta or {}, setrank_version=__version__), nan_as_null=True))
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 def load_model_a(path:Union[str, Path],                   # a file written by `save_model_a`
@@ -748,14 +735,14 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                                                   scored['fallback']),
                           grad_norm=grad_norm, **losses,
                           lr=optimizer.param_groups[0]['lr'], lists=len(lists), seconds=time.perf_counter() - t0)
-            history['epochs'].append(_json_safe(record)); history['lists_per_epoch'] = len(lists)
+            history['epochs'].append(json_ready(record, nan_as_null=True)); history['lists_per_epoch'] = len(lists)
             improved = math.isfinite(metric) and metric > best['metric'] + 1e-6
             if improved: best = dict(metric=metric, epoch=epoch, state=copy.deepcopy(model.state_dict()))
             stop = validates and epoch - best['epoch'] >= mcfg.patience
             _diagnostic_warnings(history, final=stop or epoch == mcfg.epochs)
             history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['epoch'] else None,
                            stopped_early=stop, seconds=time.perf_counter() - start)
-            if out_dir is not None: write_json_atomic(out_dir/'train_history.json', history)
+            if out_dir is not None: write_json(out_dir/'train_history.json', history, nan_as_null=True)
             bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}')
             logger.info('Model A epoch %d: loss %.4f, %s Spearman %.3f, attention entropy %s nats, fallback %.1f%%',
                         epoch, record['loss'], monitor_name, metric,
@@ -772,7 +759,7 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
         model.meta = dict(seed=seed, best_epoch=best['epoch'], best_metric=history['best_metric'], metric=history['metric'])
         if out_dir is not None:
             save_model_a(model, out_dir/'model_a.pt', model.meta)
-            write_json_atomic(out_dir/'train_history.json', history)
+            write_json(out_dir/'train_history.json', history, nan_as_null=True)
     logger.info('Model A: %d epochs, best %s at epoch %d (%.1f s)', len(history['epochs']), history['metric'],
                 best['epoch'], history['seconds'])
     return model, history

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 from .config import Config, SetrankError, TrainingConfig, load_config, parse_season
-from .files import atomic_write
+from .files import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['FORBIDDEN_FEATURE_PATTERNS', 'MODEL_B_FILES', 'ToyFeatureSchema', 'ToyFeatureSet', 'toy_featureset',
@@ -250,7 +250,7 @@ def save_model_b(model:ModelB,                 # the fitted Model B
                     target=model.target, objective=model.objective, info=model.info,
                     versions=dict(xgboost=xgboost.__version__, sklearn=sklearn.__version__),
                     files={k: dict(name=MODEL_B_FILES[k], sha256=_sha256(paths[k])) for k in ('xgb', 'rf')})
-    atomic_write(paths['manifest'], lambda p: Path(p).write_text(json.dumps(manifest, indent=2, allow_nan=False)))
+    write_json(paths['manifest'], manifest)
     return paths
 
 def load_model_b(folder:Union[str, Path],                      # a folder written by `save_model_b`

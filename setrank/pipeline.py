@@ -11,20 +11,15 @@ from pathlib import Path
 from typing import Any, Optional, Union
 import numpy as np
 import setrank
-from .config import Config, SetrankError, config_hash, config_yaml
-from .files import atomic_write
+from .config import OBJECTIVES, Config, SetrankError, config_hash, config_yaml
+from .files import atomic_write, read_json, write_json
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir',
-           'latest_run_dir', 'StageTimer', 'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store',
-           'load_league', 'run_features', 'playoff_scores', 'headline_metrics', 'RunResult', 'write_in_progress_report',
-           'run_pipeline', 'train_a', 'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report',
-           'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
-
-# %% ../nbs/13_pipeline.ipynb #bc897a2f
-def write_json(path:Union[str, Path], obj:Any)->Path:
-    "Write `obj` as indented JSON, atomically; NaN or infinity is an error, not invalid JSON."
-    return atomic_write(path, json.dumps(obj, indent=2, allow_nan=False, default=str) + '\n')
+__all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
+           'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
+           'playoff_scores', 'headline_metrics', 'RunResult', 'write_in_progress_report', 'run_pipeline', 'train_a',
+           'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report', 'format_headline',
+           'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #461ec789
 def code_version()->str:
@@ -135,8 +130,6 @@ def playoff_scores(rows,                    # FeatureSet rows: season, as_of, da
     return out
 
 # %% ../nbs/13_pipeline.ipynb #7c89d20a
-OBJECTIVES = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
-
 def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
                      playoff:Optional[np.ndarray]=None, # expected series won (`playoff_scores`) for playoff_spearman
                     )->dict:
@@ -148,13 +141,13 @@ def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
     rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
                        _playoff=np.asarray(scores if playoff is None else playoff, dtype=np.float64))
     for season in seasons:
-        per = {k: [] for k in ('spearman', 'ndcg8', 'rank_mae')}
+        per = {k: [] for k in ('spearman', 'ndcg_at_8', 'rank_mae')}
         for h in inside:
             at = horizon_rows(rows, h, [season])
             ok = at[label].notna() & at._score.notna()
             if ok.sum() < 4: continue
             s, y = at._score[ok].to_numpy(), at[label][ok].to_numpy(np.float64)
-            per['spearman'].append(spearman(s, y)); per['ndcg8'].append(ndcg_at_k(s, y, 8)); per['rank_mae'].append(rank_mae(s, y))
+            per['spearman'].append(spearman(s, y)); per['ndcg_at_8'].append(ndcg_at_k(s, y, 8)); per['rank_mae'].append(rank_mae(s, y))
         for k, v in per.items():
             if v: out[k].append(float(np.mean(v)))
         end = horizon_rows(rows, 1.0, [season])
@@ -354,12 +347,11 @@ def open_run(run_dir:Path,         # a finished run folder
             )->tuple:
     "(cfg, manifest, tables, fingerprint, fs) of a finished run; `SetrankError` if a file is missing or the data changed."
     from setrank.config import load_config
-    from setrank.predict import read_json_strict
     if not run_dir.is_dir(): raise SetrankError(f'no run folder {run_dir}')
     for need in ('config.yaml', 'manifest.json', *needs):
         if not (run_dir/need).exists(): raise SetrankError(f'{run_dir} is not a finished run: {need} is missing')
     cfg = load_config(run_dir/'config.yaml')
-    manifest = read_json_strict(run_dir/'manifest.json')
+    manifest = read_json(run_dir/'manifest.json')
     tables, fingerprint = load_league(cfg, progress)
     if fingerprint != manifest.get('data_fingerprint'):
         raise SetrankError(f'the data changed since {run_dir.name} ran (fingerprint {fingerprint[:12]}, the run used '
@@ -391,7 +383,7 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     "Rewrite `eval_report.json/.md` of a finished run from its `scores.parquet`; returns the markdown path."
     import pandas as pd, pyarrow as pa
     from setrank.evaluate import write_eval_report
-    from setrank.predict import read_json_strict, predictions_file_name
+    from setrank.predict import predictions_file_name
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
     if manifest.get('forecast_season'):
@@ -401,7 +393,7 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     for h in sorted({*cfg.training.horizons, 1.0}):   # the report names each file and its hash: each must be whole JSON
         predictions = run_dir/predictions_file_name(test_season, h)
         if not predictions.exists(): raise SetrankError(f'{run_dir} is not a finished run: {predictions.name} is missing')
-        read_json_strict(predictions)
+        read_json(predictions)
     try: scores = pd.read_parquet(run_dir/'scores.parquet')
     except (pa.ArrowException, OSError) as e:
         raise SetrankError(f'{run_dir/"scores.parquet"}: not a readable parquet file ({str(e).splitlines()[0]}); '

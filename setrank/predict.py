@@ -13,17 +13,16 @@ import numpy as np, pandas as pd
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_expit, logsumexp
 
-from .config import OutputConfig, SetrankError
-from .files import atomic_write, file_sha256
+from .config import TARGETS, OutputConfig, SetrankError
+from .files import atomic_write, file_sha256, read_json, write_json
 from .targets import LABELS
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'TARGETS', 'TIERS', 'CONTENDER_ODDS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration',
-           'calibrate_scale', 'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order',
-           'simulate_championship', 'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds',
-           'strength_ranks', 'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'prediction_tier',
-           'predictions_file_name', 'horizon_words', 'build_predictions', 'write_text_atomic', 'write_json_atomic',
-           'write_predictions', 'read_json_strict']
+__all__ = ['MODEL_NAMES', 'TIERS', 'CONTENDER_ODDS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration', 'calibrate_scale',
+           'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order', 'simulate_championship',
+           'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds', 'strength_ranks',
+           'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'prediction_tier', 'predictions_file_name',
+           'horizon_words', 'build_predictions', 'write_predictions']
 
 # %% ../nbs/09_predict.ipynb #5a689dc3
 def softmax_odds(scores:np.ndarray,       # (teams,) strength scores, higher = stronger
@@ -328,7 +327,6 @@ def primary_contributors(weights:np.ndarray,      # (teams, players) or (teams, 
 
 # %% ../nbs/09_predict.ipynb #99ee5ec1
 MODEL_NAMES = ('ensemble', 'model_a', 'xgb', 'rf')
-TARGETS = tuple(LABELS)   # rest_of_season, final_rank, playoff_outcome; label columns LABELS[target]
 
 def classify_rank_delta(delta:Optional[float], # actual − predicted league rank (None/NaN: unknown)
                         margin:int=3,          # ranks of slack counted as 'as expected'
@@ -466,34 +464,6 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
     return doc
 
 # %% ../nbs/09_predict.ipynb #1844670c
-def _plain(obj):
-    "numpy / pandas scalars and arrays as plain Python values for `json`."
-    if isinstance(obj, dict): return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray): return [_plain(v) for v in obj.tolist()]
-    if isinstance(obj, np.bool_): return bool(obj)
-    if isinstance(obj, np.integer): return int(obj)
-    if isinstance(obj, np.floating): return float(obj)
-    if isinstance(obj, (pd.Timestamp,)): return obj.isoformat()
-    return obj
-
-def write_text_atomic(text:str, path:Union[str, Path])->Path:
-    "Write `text` to `path` atomically (`setrank.files.atomic_write`)."
-    return atomic_write(path, text)
-
-def write_json_atomic(obj:Any, path:Union[str, Path])->Path:
-    "Write `obj` as strict JSON (no NaN/inf: `ValueError`) to `path`, atomically."
-    return write_text_atomic(json.dumps(_plain(obj), indent=2, allow_nan=False) + '\n', path)
-
 def write_predictions(pred:dict, path:Union[str, Path])->Path:
-    "Write a `build_predictions` document to `path` as strict JSON, atomically."
-    return write_json_atomic(pred, path)
-
-def _reject_constant(name): raise ValueError(f'non-standard JSON constant {name}')
-
-def read_json_strict(path:Union[str, Path])->Any:
-    "Read JSON that must not contain NaN or Infinity (`SetrankError` naming the file if it does or is malformed)."
-    path = Path(path)
-    if not path.exists(): raise SetrankError(f'file not found: {path}')
-    try: return json.loads(path.read_text(), parse_constant=_reject_constant)
-    except ValueError as e: raise SetrankError(f'{path}: not valid JSON ({e})') from None
+    "Write a `build_predictions` document to `path` as strict JSON (no NaN), atomically (`setrank.files.write_json`)."
+    return write_json(path, pred)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from typing import Optional, Sequence
 import numpy as np, pandas as pd
-from .config import SetrankError, parse_season
+from .config import TARGETS, SetrankError, parse_season
 
 # %% auto #0
 __all__ = ['NBA_REGULAR_SEASON_GAMES', 'LABELS', 'toy_league', 'to_game_date', 'day_number', 'require_columns', 'regular_games',
@@ -274,7 +274,7 @@ def in_progress_seasons(team_games:pd.DataFrame,               # canonical team_
     return [s for s in seasons if s in out]
 
 # %% ../nbs/03_targets.ipynb #3c8da5d5
-LABELS = {'rest_of_season': 'y_rest_of_season', 'final_rank': 'y_final_rank', 'playoff_outcome': 'y_playoff_outcome'}
+LABELS = {target: f'y_{target}' for target in TARGETS}   # each target's label column
 
 def attach_labels(rows:pd.DataFrame,       # rows with season, as_of, team_id
                   team_games:pd.DataFrame, # canonical team_games
