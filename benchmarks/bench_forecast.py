@@ -10,7 +10,10 @@ dropped from every table, the dropped 2023-24 regular-season games written as sc
    point differential: same game model link, same validation season, same simulations);
 4. with --run-check, `setrank run --data db` on the cut data: it must finish and evaluate no 2023-24 number.
 
-    python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check]
+    python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check] [--json FILE]
+
+With --json FILE it also writes the checks and the RMSEs as JSON (`setrank report readme --cut FILE` puts them in the
+README's forecast table).
 
 Timings are wall-clock seconds on this machine; say whether it was loaded when you quote them.
 """
@@ -33,6 +36,7 @@ def main():
     ap.add_argument('--as-of', default='2024-01-15')
     ap.add_argument('--sims', type=int, default=10000)
     ap.add_argument('--run-check', action='store_true', help='also `setrank run --data db` on the cut data')
+    ap.add_argument('--json', help='also write the checks and RMSEs to this JSON file')
     args = ap.parse_args()
     from setrank.data import read_folder
     from setrank.forecast import (cut_tables, write_folder, season_state, games_after, RemainingSchedule, forecast_cut,
@@ -89,6 +93,14 @@ def main():
     print(f'\n{"projected final wins vs real 2023-24":<44}{"RMSE":>12}')
     for m, v in rmse.items(): print(f'{m:<44}{v:12.3f}')
     print(f'setrank below both baselines: {rmse["setrank"] < min(rmse["win_pct"], rmse["point_diff_regressed"])}')
+    if args.json:
+        from setrank.files import write_json
+        write_json(args.json, {'season': season, 'as_of': doc['as_of'], 'games_left': doc['schedule']['games_left'],
+                               'simulations': args.sims, 'seed': cfg.repro.seed, 'wins_rmse': rmse,
+                               'sums': {'projected_wins': float(teams.projected_wins.sum()),
+                                        'title_odds': float(teams.title_odds.sum()),
+                                        'playoff_odds': float(teams.playoff_odds.sum())},
+                               'forecast_seconds': round(forecast_s, 1)})
     if args.run_check:
         run_s, _ = setrank('run', '--data', 'db', '--quiet', cwd=work)
         last = sorted((work/'runs').glob('run_*'))[-1]
