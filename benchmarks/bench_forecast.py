@@ -76,7 +76,7 @@ def main():
     rmse = {'setrank': float(np.sqrt(((teams.projected_wins - final.reindex(teams.index))**2).mean()))}
     for method, gm in baseline_game_models(tables['team_games'], rows[rows.season.isin(validation)]).items():
         strength = baseline_strength(at, method, gm.regression_games)
-        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
+        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
         fc = forecast_season(state, remaining, rating, gm.home_advantage, args.sims, cfg.repro.seed)
         rmse[method] = float(np.sqrt(((fc.teams.projected_wins.to_numpy() - final.reindex(state.teams.team_id).to_numpy())**2).mean()))
 

@@ -84,6 +84,10 @@ class FeatureSettings(_Section):
     elo_home: float = Field(100.0, ge=0)              # Elo points of the home court
     elo_regression: float = Field(0.25, ge=0, le=1)   # share of the way back to the mean between seasons
     shrink_games: float = Field(40.0, ge=0)           # shrunk point differential: weight of the roster prior, in games
+    rate_min_minutes: float = Field(36.0, gt=0)       # per-36 rates divide by at least this many minutes (no x9 for a cameo)
+    prior_attempts: float = Field(10.0, ge=0)         # TS % and usage shrink toward the league by this many pseudo-attempts
+    league_ts_pct: float = Field(0.55, gt=0, lt=1)    # the true shooting % that shooting shrinks toward
+    rest_days_cap: int = Field(10, ge=1)              # rest days count up to this (a team's first game of the data gets it)
 
 class TrainingConfig(_Section):
     "The declared target, the feature windows, roster size and how training lists are built."
@@ -127,6 +131,7 @@ class ModelAConfig(_Section):
     availability_weight: float = Field(0.0, ge=0)
     id_dropout: float = Field(0.1, ge=0, lt=1)
     embedding_lr_scale: float = Field(0.1, gt=0, le=10)
+    game_rest_days_cap: int = Field(3, ge=0)   # the game loss: rest days beyond this add nothing to a game's margin
     cpu_threads: Optional[int] = Field(1, ge=1)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(6, ge=1)
@@ -179,6 +184,7 @@ class ForecastConfig(_Section):
     "`setrank forecast`: how many simulations of the rest of a season, and the dates its backtest forecasts from."
     simulations: int = Field(10000, ge=1, le=1_000_000)
     backtest_dates: list[str] = Field(default_factory=lambda: ['12-01', '01-15', '03-01'], min_length=1)
+    rating_prior_weight: float = Field(1.0, ge=0)   # matched ratings: pull toward each team's logit(win %), in games
 
     @model_validator(mode='after')
     def _check(self):

@@ -18,11 +18,10 @@ from .targets import (to_game_date, day_number, require_columns, season_dates, a
 
 # %% auto #0
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
-           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS', 'LEAGUE_TS_PCT',
-           'FOUR_FACTOR_DEFAULTS', 'REST_DAYS_CAP', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema', 'feature_schema',
-           'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut', 'fit_player_ratings',
-           'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features', 'prior_ratings',
-           'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
+           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema',
+           'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut',
+           'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features',
+           'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
            'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
            'save_features', 'load_features', 'build_features']
 
@@ -447,8 +446,6 @@ def select_rosters(candidates:pd.DataFrame, # (row, player) pairs with minute co
     return c.iloc[order[keep]].assign(slot=slot[keep]).reset_index(drop=True)
 
 # %% ../nbs/04_features.ipynb #7168d345
-RATE_MIN_MINUTES, PRIOR_ATTEMPTS, LEAGUE_TS_PCT = 36.0, 10.0, 0.55
-
 def _div(num, den, default):
     "num/den where den > 0, else `default`."
     return np.where(den > 0, num/np.where(den > 0, den, 1.0), default)
@@ -462,6 +459,7 @@ def player_features(league:League,        # prepared tables
                    )->np.ndarray:
     "(len(chosen), F) float32 player features in schema order for the selected (row, player) pairs."
     plog, tlog, dlog = logs['player'], logs['team'], logs['dnp']
+    settings = schema.settings   # `training.features`
     p, day, tcode, year = (chosen[c].to_numpy() for c in ['pcode', 'day', 'tcode', 'year'])
     pos, start = chosen.pos.to_numpy(), chosen.start.to_numpy()
     team_pos, team_start = tlog.before(tcode, day), tlog.start(tcode)
@@ -472,10 +470,10 @@ def player_features(league:League,        # prepared tables
         s = {k: plog.total(k, lo, pos) for k in plog.cum}
         games, minutes = (pos - lo).astype('float64'), s['minutes']
         out[f'minutes_r{w}'] = _div(minutes, games, 0.0)
-        per36 = 36/np.maximum(minutes, RATE_MIN_MINUTES)
+        per36 = 36/np.maximum(minutes, settings['rate_min_minutes'])
         for stat in ['pts', 'reb', 'ast', 'stl', 'blk', 'tov', 'fg3a']: out[f'{stat}_per36_r{w}'] = s[stat]*per36
-        k = PRIOR_ATTEMPTS
-        out[f'ts_pct_r{w}'] = (s['pts'] + 2*LEAGUE_TS_PCT*k)/(2*(s['fga'] + 0.44*s['fta'] + k))
+        k = settings['prior_attempts']
+        out[f'ts_pct_r{w}'] = (s['pts'] + 2*settings['league_ts_pct']*k)/(2*(s['fga'] + 0.44*s['fta'] + k))
         out[f'usage_r{w}'] = (s['poss_used'] + 0.2*k)/(s['poss_on_court'] + k)
         out[f'plus_minus_per36_r{w}'] = s['plus_minus']*per36
         out[f'starter_share_r{w}'] = _div(s['starter'], games, 0.0)
@@ -494,7 +492,7 @@ def player_features(league:League,        # prepared tables
     g = tcode*n_years + year - y0
     team_minutes = logs['team_season'].total('minutes', logs['team_season'].start(g), logs['team_season'].before(g, day))
     out['season_minutes_share'] = _div(5*player_minutes, team_minutes, 0.0)
-    out['prior_rating'] = prior_ratings(ratings, p, year, schema.settings.get('unknown_rating', -1.0))
+    out['prior_rating'] = prior_ratings(ratings, p, year, settings['unknown_rating'])
     out['rating'] = np.zeros(len(p))
     for y in np.unique(year):
         at = year == y
@@ -516,8 +514,7 @@ def prior_ratings(ratings:dict,      # season year -> rating per player code (fr
     return out
 
 # %% ../nbs/04_features.ipynb #93cdb77d
-FOUR_FACTOR_DEFAULTS = {'efg_pct': 0.52, 'tov_pct': 0.13, 'orb_pct': 0.23, 'ft_rate': 0.2}
-REST_DAYS_CAP = 10
+FOUR_FACTOR_DEFAULTS = {'efg_pct': 0.52, 'tov_pct': 0.13, 'orb_pct': 0.23, 'ft_rate': 0.2}  # league averages: a team before its first game
 
 def _four_factors(s:dict, opp:bool)->dict:
     "eFG %, TOV %, ORB %, FT rate from summed box totals `s` (the opponent's when `opp`)."
@@ -531,7 +528,7 @@ def _four_factors(s:dict, opp:bool)->dict:
 def team_context(league:League,     # prepared tables
                  rows:pd.DataFrame,  # (cut, team) rows from `team_rows`
                  logs:dict,          # sorted logs from `_logs`
-                 settings:FeatureSettings, # srs_ridge, elo_regression
+                 settings:FeatureSettings, # srs_ridge, elo_regression, rest_days_cap
                 )->pd.DataFrame:
     "Season-to-date, SRS, Elo, rest and last-season features for each (cut, team) row (roster features excluded)."
     tcode, day, year = rows.tcode.to_numpy(), rows.day.to_numpy(), rows.year.to_numpy()
@@ -558,7 +555,8 @@ def team_context(league:League,     # prepared tables
     elo = np.where(log.columns['year'][last] < year, regress_elo(log.columns['elo'][last], settings.elo_regression),
                    log.columns['elo'][last])
     out['elo'] = np.where(has, elo - ELO_MEAN, 0.0)
-    out['rest_days'] = np.where(has, np.clip(day - log.day[last] - 1, 0, REST_DAYS_CAP), REST_DAYS_CAP).astype('float64')
+    cap = settings.rest_days_cap
+    out['rest_days'] = np.where(has, np.clip(day - log.day[last] - 1, 0, cap), cap).astype('float64')
     final = final_win_pct(league.team_games).assign(year=lambda d: _season_year(d.season))
     prior = pd.Series(final.final_win_pct.to_numpy(), index=pd.MultiIndex.from_arrays([final.team_id, final.year + 1]))
     out['prior_win_pct'] = prior.reindex(pd.MultiIndex.from_arrays([rows.team_id, year])).fillna(0.5).to_numpy()

@@ -17,16 +17,15 @@ from .predict import (WinCalibration, calibrate_scale, game_score_diffs, bracket
                              _play_series)
 
 # %% auto #0
-__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'RATING_PRIOR_WEIGHT', 'PLAY_IN_FIRST_SEASON', 'RULES',
-           'BASELINE_METHODS', 'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state',
-           'formula_schedule', 'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability',
-           'calibrate_game_model', 'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head',
-           'tiebreak_order', 'has_play_in', 'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast',
-           'forecast_season', 'forecast_document', 'write_forecast_json', 'forecast_markdown', 'plot_forecast',
-           'write_forecast', 'resolve_as_of', 'forecast_cut', 'date_of_season', 'ensemble_scores', 'RunStrength',
-           'ensemble_game_model', 'run_strength', 'forecast_command', 'cut_tables', 'write_folder',
-           'regressed_point_diff', 'baseline_game_models', 'baseline_strength', 'forecast_scores', 'season_truth',
-           'forecast_backtest', 'format_forecast_backtest']
+__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY_IN_FIRST_SEASON', 'RULES', 'BASELINE_METHODS',
+           'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state', 'formula_schedule',
+           'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability', 'calibrate_game_model',
+           'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head', 'tiebreak_order', 'has_play_in',
+           'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast', 'forecast_season', 'forecast_document',
+           'write_forecast_json', 'forecast_markdown', 'plot_forecast', 'write_forecast', 'resolve_as_of',
+           'forecast_cut', 'date_of_season', 'ensemble_scores', 'RunStrength', 'ensemble_game_model', 'run_strength',
+           'forecast_command', 'cut_tables', 'write_folder', 'regressed_point_diff', 'baseline_game_models',
+           'baseline_strength', 'forecast_scores', 'season_truth', 'forecast_backtest', 'format_forecast_backtest']
 
 # %% ../nbs/13a_forecast.ipynb #a355ea7e
 @dataclass
@@ -220,13 +219,11 @@ def fit_game_model(team_games:pd.DataFrame, # canonical team_games
     slope, intercept = np.polyfit(x[ok], y[ok], 1)
     return GameModel(float(intercept), float(slope), home, seasons)
 
-RATING_PRIOR_WEIGHT = 1.0
-
 def match_ratings(win_pct:np.ndarray,        # (teams,) predicted rest-of-season win %, aligned with state.teams
                   state:SeasonState,         # the teams
                   remaining:RemainingSchedule, # their games left
                   home_advantage:float,      # logit of the home court
-                  prior_weight:float=RATING_PRIOR_WEIGHT, # λ: pull toward logit(win %), in games
+                  prior_weight:float,        # λ: pull toward logit(win %), in games (`forecast.rating_prior_weight`)
                  )->np.ndarray:              # (teams,) ratings, logit scale
     "Logit ratings whose expected win % over each team's remaining games matches `win_pct`."
     from scipy.optimize import minimize
@@ -665,7 +662,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
         raise SetrankError(f'{Path(run).name} has no strength for {team} at the cut {rs.cut.date()}')
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
-    rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
+    rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
                          game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, feature cut {rs.cut.date()}')
     fc.notes.append(f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
@@ -828,7 +825,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
                 gm = models[method]
                 strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
                             else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
-                rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
+                rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
                 fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
                 prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
                 out.append({'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), 'method': method,

@@ -131,7 +131,7 @@ def test_forecast_odds_add_up_and_follow_strength(league, mid):
     remaining = remaining_schedule(cut, state)
     assert remaining.source == 'schedule'
     p = np.linspace(0.25, 0.75, 30)
-    fc = forecast_season(state, remaining, match_ratings(p, state, remaining, 0.3), 0.3, 3000, seed=1, strength=p)
+    fc = forecast_season(state, remaining, match_ratings(p, state, remaining, 0.3, prior_weight=1.0), 0.3, 3000, seed=1, strength=p)
     t = fc.teams
     assert abs(t.projected_wins.sum() - 1230) < 1e-6 and abs(t.title_odds.sum() - 1) < 1e-9
     assert abs(t.playoff_odds.sum() - 16) < 1e-9 and abs(fc.seed_odds.sum(1) - t.playoff_odds).max() < 1e-12
