@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = ['Target', 'TARGETS', 'Objective', 'OBJECTIVES', 'SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig',
            'PathsConfig', 'DataConfig', 'ReproConfig', 'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig',
            'RFConfig', 'ModelBConfig', 'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig',
-           'Config', 'get_path', 'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config',
-           'load_config', 'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit',
-           'resolve_seasons', 'check_name', 'inside_folder']
+           'Config', 'get_path', 'set_path', 'deep_merge', 'parse_yaml', 'read_yaml', 'format_validation_error',
+           'validate_config', 'load_config', 'config_hash', 'round_trip_yaml', 'flow_list', 'config_yaml',
+           'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons', 'check_name',
+           'inside_folder']
 
 # %% ../nbs/00_config.ipynb #69db7ff1
 class SetrankError(Exception):
@@ -275,18 +276,24 @@ def deep_merge(base:dict, override:dict)->dict:
 # %% ../nbs/00_config.ipynb #c0547dc7
 DEFAULTS_PATH = Path(str(importlib.resources.files('setrank')/'defaults.yaml'))
 
-def read_yaml(path:Union[str, Path])->dict:
-    "Parse a YAML 1.2 mapping from `path` (so `1e-5` is a number); a missing file or bad YAML is a `SetrankError`."
-    path = Path(path)
-    if not path.exists(): raise SetrankError(f'config file not found: {path}')
+def parse_yaml(text:str,              # YAML text
+               source:str='config',    # where it came from, for messages
+              )->dict:
+    "Parse a YAML 1.2 mapping (so `1e-5` is a number); bad YAML or a non-mapping is a `SetrankError` naming `source`."
     from ruamel.yaml import YAML, YAMLError
-    try: data = YAML(typ='safe', pure=True).load(path.read_text()) or {}
+    try: data = YAML(typ='safe', pure=True).load(text) or {}
     except YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f' (line {mark.line+1}, column {mark.column+1})' if mark else ''
-        raise SetrankError(f'{path}: not valid YAML{where}: {getattr(e, "problem", e)}') from None
-    if not isinstance(data, dict): raise SetrankError(f'{path}: expected a mapping of config sections, got {type(data).__name__}')
+        raise SetrankError(f'{source}: not valid YAML{where}: {getattr(e, "problem", e)}') from None
+    if not isinstance(data, dict): raise SetrankError(f'{source}: expected a mapping of config sections, got {type(data).__name__}')
     return data
+
+def read_yaml(path:Union[str, Path])->dict:
+    "Parse the YAML mapping in `path`; a missing file or bad YAML is a `SetrankError`."
+    path = Path(path)
+    if not path.exists(): raise SetrankError(f'config file not found: {path}')
+    return parse_yaml(path.read_text(), str(path))
 
 # %% ../nbs/00_config.ipynb #a7d4056c
 def _known_keys(model:type[BaseModel], loc:tuple)->list[str]:
@@ -340,21 +347,31 @@ def config_hash(cfg:Config, *sections:str)->str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(',', ':')).encode()).hexdigest()[:12]
 
 # %% ../nbs/00_config.ipynb #5b6d582a
+def round_trip_yaml(width:int=120)->'ruamel.yaml.YAML':
+    "ruamel.yaml in round-trip mode (comments and layout kept), writing None as `null` and lines up to `width`."
+    from ruamel.yaml import YAML
+    rt = YAML(); rt.width = width; rt.preserve_quotes = True
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
+    return rt
+
+def flow_list(v):
+    "A list of scalars in flow style (`[15, 30]`), as the defaults file writes it; anything else unchanged."
+    from ruamel.yaml.comments import CommentedSeq
+    if not (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)): return v
+    seq = CommentedSeq(v); seq.fa.set_flow_style()
+    return seq
+
 def _update_commented(node, values):
     "Overwrite the values of ruamel mapping `node` with plain dict `values`, keeping comments and key order."
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
     for k, v in values.items():
         if isinstance(v, dict) and isinstance(node.get(k), CommentedMap) and set(v) == set(node[k]):
             _update_commented(node[k], v)
-        elif isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
-            seq = CommentedSeq(v); seq.fa.set_flow_style(); node[k] = seq
-        else: node[k] = v
+        else: node[k] = flow_list(v)
 
 def config_yaml(cfg:Config)->str:
     "The config as commented YAML: the defaults file's layout and comments, with `cfg`'s values."
-    from ruamel.yaml import YAML
-    rt = YAML(); rt.width = 120
-    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
+    rt = round_trip_yaml()
     doc = rt.load(DEFAULTS_PATH.read_text())
     _update_commented(doc, cfg.model_dump(mode='json'))
     buf = io.StringIO(); rt.dump(doc, buf)

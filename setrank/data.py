@@ -19,16 +19,16 @@ from .config import SetrankError, PathsConfig, parse_season, season_key, season_
 from .files import atomic_write, write_json
 
 # %% auto #0
-__all__ = ['SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA', 'EXTRA_SCHEMA', 'SEASON_TYPES',
-           'CONFERENCES', 'DEFAULT_DB', 'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV', 'TEAM_LOG_HEADERS',
-           'PLAYER_LOG_HEADERS', 'table_schema', 'empty_table', 'coerce_table', 'validate_tables', 'tables_fingerprint',
-           'StoreSummary', 'Store', 'write_store', 'load_tables', 'data_fingerprint', 'store_info', 'read_folder',
-           'import_folder', 'nba_teams', 'game_log_frame', 'tables_from_game_logs', 'cache_path', 'fetch_seasons',
-           'schedule_from_league_schedule', 'schedule_cache_path', 'fetch_schedule']
+__all__ = ['BOX_SCORE_COLUMNS', 'SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA',
+           'EXTRA_SCHEMA', 'SEASON_TYPES', 'CONFERENCES', 'DEFAULT_DB', 'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV',
+           'TEAM_LOG_HEADERS', 'PLAYER_LOG_HEADERS', 'table_schema', 'empty_table', 'coerce_table', 'validate_tables',
+           'tables_fingerprint', 'StoreSummary', 'Store', 'write_store', 'load_tables', 'data_fingerprint',
+           'store_info', 'read_folder', 'import_folder', 'nba_teams', 'game_log_frame', 'tables_from_game_logs',
+           'cache_path', 'fetch_seasons', 'schedule_from_league_schedule', 'schedule_cache_path', 'fetch_schedule']
 
 # %% ../nbs/01_data.ipynb #ac3b0aa3
 _GAME_COLUMNS = {'game_id': 'str', 'game_date': 'datetime64[us]', 'season': 'str', 'season_type': 'str'}
-_BOX = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
+BOX_SCORE_COLUMNS = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']  # a player's counting stats
 
 SCHEMA: dict[str, dict[str, str]] = {
     'teams': {'team_id': 'int64', 'abbreviation': 'str', 'name': 'str', 'conference': 'str', 'division': 'str',
@@ -39,7 +39,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     'player_games': {**_GAME_COLUMNS, 'team_id': 'int64', 'team': 'str', 'opponent_team_id': 'int64', 'opponent': 'str',
                      'is_home': 'bool', 'neutral_site': 'bool', 'win': 'bool', 'player_id': 'str',
                      'nba_player_id': 'Int64', 'player_name': 'str', 'starter': 'bool', 'minutes': 'float64',
-                     'seconds': 'int32', **{c: 'int16' for c in _BOX}, 'plus_minus': 'Int16', 'source': 'str'},
+                     'seconds': 'int32', **{c: 'int16' for c in BOX_SCORE_COLUMNS}, 'plus_minus': 'Int16', 'source': 'str'},
     'player_dnp': {**_GAME_COLUMNS, 'team_id': 'int64', 'team': 'str', 'player_id': 'str', 'player_name': 'str',
                    'dnp_reason': 'str', 'source': 'str'},
 }
@@ -609,7 +609,7 @@ def _player_rows(log:pd.DataFrame, team_games:pd.DataFrame, label:str)->pd.DataF
         'game_id': log['GAME_ID'].astype(str).str.zfill(10), 'team_id': pd.to_numeric(log['TEAM_ID']).astype('int64'),
         'player_id': 'nba:' + log['PLAYER_ID'].astype('int64').astype(str), 'nba_player_id': log['PLAYER_ID'],
         'player_name': log['PLAYER_NAME'], 'starter': False, 'minutes': minutes, 'seconds': (minutes*60).round(),
-        **{c: log[c.upper()] for c in _BOX}, 'plus_minus': log['PLUS_MINUS'], 'source': 'nba_api'})
+        **{c: log[c.upper()] for c in BOX_SCORE_COLUMNS}, 'plus_minus': log['PLUS_MINUS'], 'source': 'nba_api'})
     context = team_games[['game_id', 'team_id', 'game_date', 'season', 'season_type', 'team', 'opponent_team_id',
                           'opponent', 'is_home', 'neutral_site', 'win']]
     rows = rows.merge(context, on=['game_id', 'team_id'], how='left', indicator=True)

@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np, pandas as pd
+from scipy import stats
 
 from .config import TARGETS, SetrankError, parse_season
 from .files import atomic_write, read_json, write_json, write_png
-from .targets import LABELS, horizon_index
+from .targets import LABELS, horizon_index, horizon_label, horizon_rows
 from .baselines import (BASELINES, _NEEDS_PREVIOUS_SEASON, kendall_b, ndcg_at_k, random_metrics, rank_mae,
                                spearman)
 from .predict import MODEL_NAMES, file_sha256
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'RANDOM', 'METHODS', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',
-           'championship_log_loss', 'keyed_rng', 'apply_metric', 'percentile_interval', 'bootstrap_ci',
-           'paired_delta_ci', 'horizon_label', 'horizon_rows', 'baseline_scores', 'score_list', 'evaluate_run',
-           'describe_method', 'headline_list', 'headline_lines', 'ranking_table', 'eval_report_markdown',
+           'championship_log_loss', 'keyed_rng', 'apply_metric', 'percentile_interval', 'bootstrap_replicates',
+           'bootstrap_ci', 'paired_delta_ci', 'baseline_scores', 'score_list', 'evaluate_run', 'describe_method',
+           'headline_list', 'headline_lines', 'ranking_table', 'markdown_table', 'eval_report_markdown',
            'strongest_baselines', 'plot_metric_by_horizon', 'plot_rank_scatter', 'plot_title_odds', 'write_eval_report',
            'ablation_table']
 
@@ -104,6 +105,24 @@ def percentile_interval(replicates:np.ndarray, # (resamples,) metric per resampl
     return (float(lo), float(hi))
 
 # %% ../nbs/10_evaluate.ipynb #4944d3f0
+def bootstrap_replicates(metrics:Mapping[str, Callable],  # name -> metric(scores, labels)
+                         labels:np.ndarray,                # (teams,) labels, higher = stronger
+                         scores:Mapping[str, np.ndarray],  # method -> (teams,) scores
+                         n_resamples:int=1000,             # bootstrap resamples of the teams
+                         rng:Optional[np.random.Generator]=None, # the generator (default: seed 0)
+                        )->dict[str, dict[str, np.ndarray]]: # method -> metric -> (resamples,) replicates
+    "Every metric of every method on the same resampled teams: one paired `scipy.stats.bootstrap` draw."
+    names, y = list(scores), np.asarray(labels, dtype=np.float64)
+    if not names or not metrics: return {m: {} for m in names}
+    def statistic(y, *s, axis=-1): return np.stack([apply_metric(f, x, y) for x in s for f in metrics.values()])
+    with warnings.catch_warnings():   # scipy's own interval is NaN where a resample is undefined; the replicates are what we use
+        warnings.simplefilter('ignore')
+        res = stats.bootstrap((y, *(np.asarray(scores[m], dtype=np.float64) for m in names)), statistic, paired=True,
+                              vectorized=True, n_resamples=n_resamples, method='percentile',
+                              rng=rng if rng is not None else np.random.default_rng(0))
+    dist = np.asarray(res.bootstrap_distribution).reshape(len(names), len(metrics), n_resamples)
+    return {m: dict(zip(metrics, dist[i])) for i, m in enumerate(names)}
+
 def bootstrap_ci(metric:Callable,        # metric(scores, labels) -> float
                  scores:np.ndarray,      # (teams,) scores, higher = stronger
                  labels:np.ndarray,      # (teams,) labels, higher = stronger
@@ -113,8 +132,8 @@ def bootstrap_ci(metric:Callable,        # metric(scores, labels) -> float
                 )->tuple[float, float, float]: # point estimate, low, high
     "Point estimate and percentile bootstrap interval of `metric`, resampling teams with replacement."
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    idx = np.random.default_rng(seed).integers(0, len(s), (n_resamples, len(s)))
-    return (float(metric(s, y)), *percentile_interval(apply_metric(metric, s[idx], y[idx]), level))
+    reps = bootstrap_replicates({'m': metric}, y, {'s': s}, n_resamples, np.random.default_rng(seed))['s']['m']
+    return (float(metric(s, y)), *percentile_interval(reps, level))
 
 # %% ../nbs/10_evaluate.ipynb #4c2b5c6f
 def paired_delta_ci(metric:Callable,       # metric(scores, labels) -> float
@@ -127,33 +146,8 @@ def paired_delta_ci(metric:Callable,       # metric(scores, labels) -> float
                    )->tuple[float, float, float]: # delta (new − old), low, high
     "metric(new) − metric(old) with a paired percentile bootstrap interval over resampled teams."
     a, b, y = (np.asarray(x, dtype=np.float64) for x in (scores_new, scores_old, labels))
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_resamples, len(y)))
-    reps = apply_metric(metric, a[idx], y[idx]) - apply_metric(metric, b[idx], y[idx])
-    return (float(metric(a, y) - metric(b, y)), *percentile_interval(reps, level))
-
-# %% ../nbs/10_evaluate.ipynb #13f8fc2b
-def horizon_label(h:float)->str:
-    "25%, 50%, 75% … and 'end' for the end of the regular season."
-    return 'end' if h >= 1 else f'{h:.0%}'
-
-def horizon_rows(rows:pd.DataFrame,  # FeatureSet rows: season, date_index, n_dates, ...
-                 horizon:float,      # fraction of the season in (0, 1]
-                 seasons:Optional[Sequence[str]]=None, # seasons to keep (default: all in `rows`)
-                )->pd.DataFrame:     # the rows at each season's cut, original index kept
-    "The rows at the horizon's cut (date_index = floor(h·n_dates)) in every season; `SetrankError` if a season lacks it."
-    need = {'season', 'date_index', 'n_dates'} - set(rows.columns)
-    if need: raise SetrankError(f'evaluation rows lack columns {sorted(need)}')
-    seasons = list(rows.season.unique()) if seasons is None else list(seasons)
-    rows = rows[rows.season.isin(seasons)]
-    cut = {n: horizon_index(int(n), horizon) for n in rows.n_dates.unique()}
-    out = rows[rows.date_index.to_numpy() == rows.n_dates.map(cut).to_numpy()]
-    missing = [s for s in seasons if s not in set(out.season)]
-    if missing:
-        s = missing[0]; of = rows[rows.season == s]
-        where = f' (date_index {cut[of.n_dates.iloc[0]]})' if len(of) else ''
-        raise SetrankError(f'season {s}: no rows at the {horizon_label(horizon)} cut{where}; '
-                           f'date_index values present: {sorted(of.date_index.unique().tolist())[:8]}')
-    return out
+    reps = bootstrap_replicates({'m': metric}, y, {'new': a, 'old': b}, n_resamples, np.random.default_rng(seed))
+    return (float(metric(a, y) - metric(b, y)), *percentile_interval(reps['new']['m'] - reps['old']['m'], level))
 
 # %% ../nbs/10_evaluate.ipynb #eb1d2e70
 def baseline_scores(rows:pd.DataFrame,                        # FeatureSet rows with the baseline feature columns
@@ -182,13 +176,10 @@ def score_list(labels:np.ndarray,                # (teams,) labels of one list, 
     metrics = rank_metrics(k)
     boot = {m: f for m, f in metrics.items() if ci_metrics is None or m in ci_metrics}
     y = np.asarray(labels, dtype=np.float64)
-    idx = rng.integers(0, len(y), (n_resamples, len(y)))
+    scores = {m: np.asarray(s, dtype=np.float64) for m, s in scores.items()}
+    reps = bootstrap_replicates(boot, y, scores, n_resamples, rng)     # one draw of teams, shared by every method
     random_orders = rng.random((n_resamples, len(y)))
-    points, reps = {}, {}
-    for method, s in scores.items():
-        s = np.asarray(s, dtype=np.float64)
-        points[method] = {m: float(f(s, y)) for m, f in metrics.items()}
-        reps[method] = {m: apply_metric(f, s[idx], y[idx]) for m, f in boot.items()}
+    points = {method: {m: float(f(s, y)) for m, f in metrics.items()} for method, s in scores.items()}
     points[RANDOM] = random_expectations(y, k)
     reps[RANDOM] = {m: apply_metric(f, random_orders, np.broadcast_to(y, random_orders.shape)) for m, f in boot.items()}
     return points, reps
@@ -472,7 +463,7 @@ def ranking_table(report:dict)->str:
     n = len(st['seasons'])
     return (f"Spearman by horizon ({caption}){'; mean over ' + str(n) + ' test seasons' if n > 1 else ''}; "
             f"**bold**: the best of the column.\n\n"
-            + _md_table(['rank', 'method', 'what it is', *[horizon_label(h) for h in lists], 'mean'], body))
+            + markdown_table(['rank', 'method', 'what it is', *[horizon_label(h) for h in lists], 'mean'], body))
 
 # %% ../nbs/10_evaluate.ipynb #c07f7cc4
 def _cell(r:dict, n_seasons:int)->str:
@@ -482,7 +473,10 @@ def _cell(r:dict, n_seasons:int)->str:
     cell = f"{r['mean']:.3f} ± {r['sd']:.3f}{ci}" if r['n_seasons'] > 1 else f"{r['mean']:.3f}{ci}"
     return cell + (f" (n={r['n_seasons']})" if r['n_seasons'] < n_seasons else '')
 
-def _md_table(header:list[str], body:list[list[str]])->str:
+def markdown_table(header:list[str],     # column titles
+                   body:list[list[str]],  # rows of cells, already text
+                  )->str:
+    "A GitHub markdown table (every report's tables: run, sweep, explain, README)."
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---']*len(header)) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in body])
 
@@ -528,7 +522,7 @@ def eval_report_markdown(report:dict)->str:
             txt = (f'**{txt}**' if c['better'] else txt) + (f" (n={c['n_seasons']})" if c['n_seasons'] < len(st['seasons']) else '')
             rows.setdefault((c['target'], c['baseline']), {})[c['horizon']] = txt
         keys = sorted(rows, key=lambda tb: (st['targets'].index(tb[0]), order.index(tb[1])))
-        out.append(_md_table(['target', 'baseline'] + heads, [[t, b] + [rows[(t, b)].get(h, '—') for h in hz] for t, b in keys]))
+        out.append(markdown_table(['target', 'baseline'] + heads, [[t, b] + [rows[(t, b)].get(h, '—') for h in hz] for t, b in keys]))
     for target in st['targets']:
         for teams in ['league', 'playoff']:
             tables = [(m, cells[(target, teams, m)]) for m in st['metrics'] if (target, teams, m) in cells]
@@ -537,14 +531,14 @@ def eval_report_markdown(report:dict)->str:
             for metric, by_method in tables:
                 better = 'lower is better' if metric in LOWER_IS_BETTER else 'higher is better'
                 body = [[m, kinds[m]] + [by_method[m].get(h, '—') for h in hz] for m in order if m in by_method]
-                out += ['', f'### {metric_label(metric)} ({better})', '', _md_table(['method', 'kind'] + heads, body)]
+                out += ['', f'### {metric_label(metric)} ({better})', '', markdown_table(['method', 'kind'] + heads, body)]
     if report['odds_summary']:
         out += ['', '## Championship odds (vs the actual champion; lower is better)', '',
                 '`uniform`: ' + describe_method('uniform', long=True) + '.', '']
         o = pd.DataFrame(report['odds_summary'])
         body = [[r['method'], horizon_label(r['horizon']), f"{r['brier']:.4f}", f"{r['log_loss']:.3f}", str(r['n_seasons'])]
                 for r in o.to_dict('records')]
-        out.append(_md_table(['method', 'horizon', 'Brier', 'log loss', 'seasons'], body))
+        out.append(markdown_table(['method', 'horizon', 'Brier', 'log loss', 'seasons'], body))
     if report['skipped']:
         out += ['', '## Not evaluated', '']
         for s in report['skipped']:
@@ -707,4 +701,4 @@ def ablation_table(rows:Sequence[Union[Mapping, Sequence]], # (change, mean, ci_
         kept = r.get('kept')
         if kept is None: kept = r['ci_low'] > 0 if higher_is_better else r['ci_high'] < 0
         body.append([str(r['change']), f"{r['mean']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", 'kept' if kept else 'dropped'])
-    return _md_table(['change', metric, '95 % interval', 'decision'], body) + '\n'
+    return markdown_table(['change', metric, '95 % interval', 'decision'], body) + '\n'

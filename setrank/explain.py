@@ -14,6 +14,7 @@ import torch
 from scipy.stats import rankdata
 from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash, inside_folder, load_config,
                             parse_season, resolve_seasons)
+from .evaluate import markdown_table
 from .files import atomic_write, read_json, write_png
 from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
@@ -428,9 +429,7 @@ def top_k_overlap(scores:np.ndarray,   # (teams, players) explanation, higher = 
 def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
     "A small DataFrame as a GitHub markdown table."
     fmt = lambda v: floatfmt.format(v) if isinstance(v, (float, np.floating)) and np.isfinite(v) else ('' if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    head = '| ' + ' | '.join(map(str, df.columns)) + ' |'
-    rule = '|' + '|'.join('---' for _ in df.columns) + '|'
-    return '\n'.join([head, rule] + ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)])
+    return markdown_table(list(map(str, df.columns)), [[fmt(v) for v in row] for row in df.itertuples(index=False)])
 
 def explain_conclusion(ablation:dict,           # `ablation_summary`
                        agreement:dict,          # mean Spearman attention vs IG

@@ -12,6 +12,7 @@ import numpy as np, pandas as pd
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 from .config import FeatureSettings, SetrankError, TrainingConfig, parse_season
+from .data import tables_fingerprint
 from .files import write_json
 from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
                              attach_labels, final_win_pct)
@@ -22,8 +23,8 @@ __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLA
            'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut',
            'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features',
            'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
-           'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
-           'save_features', 'load_features', 'build_features']
+           'compute_features', 'Standardizer', 'feature_code_hash', 'features_key', 'save_features', 'load_features',
+           'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -680,7 +681,7 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
 # %% ../nbs/04_features.ipynb #8d3a4115
 @dataclass
 class Standardizer:
-    "Per-feature mean and standard deviation, fit on training seasons; plain lists so it saves as JSON."
+    "Per-feature mean and standard deviation fitted on training rows; plain lists so it saves as JSON."
     player_features: list[str]
     player_mean: list[float]
     player_std: list[float]
@@ -688,68 +689,11 @@ class Standardizer:
     team_mean: list[float]
     team_std: list[float]
 
-    @classmethod
-    def fit(cls, fs:FeatureSet, # features of all seasons
-            seasons:Sequence[str],  # the training seasons: only their rows are used
-           )->Standardizer:
-        "Fit on the rows of `seasons` (player features over real roster slots only)."
-        at = fs.rows.season.isin(list(seasons)).to_numpy()
-        if not at.any(): raise SetrankError(f'no feature rows for training seasons {list(seasons)}')
-        x = fs.player_x[at][~fs.mask[at]].astype('float64')
-        t = fs.team_x()[at].astype('float64')
-        std = lambda v: [float(s) if s > 1e-8 else 1.0 for s in v]
-        pm = x.mean(0) if len(x) else np.zeros(x.shape[1])
-        ps = x.std(0) if len(x) else np.ones(x.shape[1])
-        return cls(list(fs.schema.player_features), [float(m) for m in pm], std(ps),
-                   list(fs.schema.team_features), [float(m) for m in t.mean(0)], std(t.std(0)))
-
-    def _check(self, schema:FeatureSchema):
-        if list(schema.player_features) != self.player_features or list(schema.team_features) != self.team_features:
-            raise SetrankError('features do not match the standardizer: it was fit on player features '
-                               f'{self.player_features[:3]}... and team features {self.team_features[:3]}..., '
-                               f'got {list(schema.player_features)[:3]}... and {list(schema.team_features)[:3]}...; '
-                               'rebuild features with the rolling_windows the model was trained with')
-
-    def apply_player(self, player_x:np.ndarray, # (N, P, F) raw player features
-                     mask:np.ndarray,           # (N, P) True = padded slot
-                    )->np.ndarray:
-        "(N, P, F) float32 standardized player features, 0 in padded slots."
-        if player_x.shape[-1] != len(self.player_features):
-            raise SetrankError(f'player features have {player_x.shape[-1]} columns, the standardizer expects '
-                               f'{len(self.player_features)} ({self.player_features[:3]}...)')
-        z = (player_x - np.float32(self.player_mean))/np.float32(self.player_std)
-        return np.where(mask[..., None], 0.0, z).astype('float32')
-
-    def apply_team(self, team_x:np.ndarray, # (N, T) raw team features in schema order
-                  )->np.ndarray:
-        "(N, T) float32 standardized team features."
-        if team_x.shape[-1] != len(self.team_features):
-            raise SetrankError(f'team features have {team_x.shape[-1]} columns, the standardizer expects '
-                               f'{len(self.team_features)} ({self.team_features[:3]}...)')
-        return ((team_x - np.float32(self.team_mean))/np.float32(self.team_std)).astype('float32')
-
-    def apply(self, fs:FeatureSet)->FeatureSet:
-        "A copy of `fs` with standardized player_x and team feature columns (labels and ids unchanged)."
-        self._check(fs.schema)
-        rows = fs.rows.copy()
-        rows[self.team_features] = self.apply_team(fs.team_x()).astype('float64')
-        return FeatureSet(rows, fs.player_ids, self.apply_player(fs.player_x, fs.mask), fs.minutes, fs.mask, fs.schema)
-
     def to_dict(self)->dict: return asdict(self)
     @classmethod
     def from_dict(cls, d:dict)->Standardizer: return cls(**d)
 
 # %% ../nbs/04_features.ipynb #331723ed
-def fingerprint_tables(tables:dict, # canonical tables
-                      )->str:
-    "16 hex digits of a content hash of the tables (shapes, columns, dtypes and every value)."
-    h = hashlib.sha256()
-    for name in sorted(tables):
-        df = tables[name]
-        h.update(f'{name}|{df.shape}|{list(df.columns)}|{[str(t) for t in df.dtypes]}'.encode())
-        h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
-
 def feature_code_hash()->str:
     "12 hex digits over the source of the modules that compute features (`targets`, `features`)."
     import importlib.resources
@@ -757,7 +701,7 @@ def feature_code_hash()->str:
     for name in ('targets.py', 'features.py'): h.update((importlib.resources.files('setrank')/name).read_bytes())
     return h.hexdigest()[:12]
 
-def features_key(data_fingerprint:str,   # fingerprint of the data (store or `fingerprint_tables`)
+def features_key(data_fingerprint:str,   # fingerprint of the data (`setrank.data.tables_fingerprint`)
                  schema:FeatureSchema,   # windows, roster size, feature names, code version
                 )->str:
     "The cache key: 16 hex digits over the data fingerprint, the schema, the feature code version and source hash."
@@ -808,7 +752,7 @@ def build_features(tables:dict,                  # canonical tables: teams, team
                   )->FeatureSet:
     "The FeatureSet for every regular-season game date of every season plus the end of each regular season, cached."
     if cache_dir is None: return compute_features(tables, training_cfg)
-    fingerprint = data_fingerprint or fingerprint_tables(tables)
+    fingerprint = data_fingerprint or tables_fingerprint(tables)
     path = Path(cache_dir)/f'features_{features_key(fingerprint, feature_schema(training_cfg))}'
     if (path/'schema.json').exists(): return load_features(path)
     fs = compute_features(tables, training_cfg)

@@ -13,6 +13,7 @@ import numpy as np
 import setrank
 from .config import OBJECTIVES, Config, SetrankError, config_hash, config_yaml
 from .files import atomic_write, read_json, write_json
+from .targets import horizon_label, horizon_rows
 
 # %% auto #0
 __all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
@@ -113,7 +114,6 @@ def playoff_scores(rows,                    # FeatureSet rows: season, as_of, da
                    horizons,                # `cfg.training.horizons`: the cuts that get a value
                   )->np.ndarray:            # (rows,) expected playoff series won, NaN off the horizon cuts
     "Expected playoff series won at each horizon cut: the real seeds (standings) at the end of the regular season."
-    from setrank.evaluate import horizon_rows
     from setrank.predict import expected_series_won
     s, out = np.asarray(scores, dtype=np.float64), np.full(len(rows), np.nan)
     frame = rows[['season', 'as_of', 'date_index', 'n_dates', 'conference', 'win_pct']].reset_index(drop=True)
@@ -135,7 +135,6 @@ def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
                     )->dict:
     "Mean over `seasons` of the headline metrics of `scores` (aligned with `rows`); NaN-free where defined."
     from setrank.baselines import spearman, ndcg_at_k, rank_mae
-    from setrank.evaluate import horizon_rows
     label, out = f'y_{target}', {k: [] for k in OBJECTIVES}
     inside = [h for h in horizons if h < 1] if target == 'rest_of_season' else list(horizons)
     rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
@@ -216,7 +215,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     from setrank.stacking import oof_model_b, fit_stack, save_stack, simple_prior
     from setrank.predict import (build_predictions, write_predictions, game_score_diffs, calibrate_scale,
                                  OddsCalibration, predictions_file_name)
-    from setrank.evaluate import write_eval_report, horizon_rows
+    from setrank.evaluate import write_eval_report
     from setrank.targets import in_progress_seasons
 
     timer = StageTimer()
@@ -460,7 +459,7 @@ def format_headline(report:dict, model:str='ensemble')->str:
                      and r['metric'] == 'spearman' and r['baseline'] == baseline]
                 return f"Δ {c[0]['delta']:+.3f} [{c[0]['ci_low']:+.3f}, {c[0]['ci_high']:+.3f}]" if c else 'Δ n/a'
             fmt = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-            label = 'end' if h >= 1 else f'{h:.0%}'
+            label = horizon_label(h)
             lines.append(f"{target:>15} {label:>4} {teams:>8}: {model} {fmt(me)} | {best['method']} {fmt(best)} | "
                          f"{delta(best['method'])} | roster_rating {delta('roster_rating')}")
     return '\n'.join(lines)
@@ -471,7 +470,7 @@ def format_backtest(table:'pd.DataFrame', metric:str='spearman', teams:str='leag
     t = table[(table.metric == metric) & (table.teams == teams)]
     g = t.groupby(['target', 'horizon', 'method'], sort=False).value
     cell = (g.mean().map('{:.3f}'.format) + ' ± ' + g.std(ddof=1).fillna(0).map('{:.3f}'.format)).rename('cell').reset_index()
-    cell['horizon'] = ['end' if h >= 1 else f'{h:.0%}' for h in cell.horizon]
+    cell['horizon'] = [horizon_label(h) for h in cell.horizon]
     wide = cell.pivot_table(index=['target', 'method'], columns='horizon', values='cell', aggfunc='first', sort=False)
     cols = [c for c in ['25%', '50%', '75%', 'end'] if c in wide.columns]
     n = t.season.nunique()

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Optional, Union
 import numpy as np, pandas as pd
 from .config import SetrankError
+from .evaluate import METHODS, markdown_table
 from .files import atomic_write, read_json, write_json
 
 # %% auto #0
 __all__ = ['BACKTEST_FILES', 'README_LISTS', 'README_METRIC', 'BACKTEST_ROWS', 'SIMPLE_BASELINES', 'FORECAST_ROWS',
            'FORECAST_WORDS', 'BacktestResults', 'read_backtest', 'record_backtest', 'signed', 'interval',
-           'horizon_words', 'backtest_table', 'best_simple_baseline', 'backtest_findings', 'forecast_table',
-           'forecast_findings', 'cut_sentence', 'results_source', 'block_text', 'replace_block', 'wrap_paragraphs',
-           'readme_blocks', 'check_results', 'repository_root', 'refresh_results']
+           'backtest_table', 'best_simple_baseline', 'backtest_findings', 'forecast_table', 'forecast_findings',
+           'cut_sentence', 'results_source', 'block_text', 'replace_block', 'wrap_paragraphs', 'readme_blocks',
+           'check_results', 'repository_root', 'refresh_results']
 
 # %% ../nbs/13c_results.ipynb #4fbe1ab9
 BACKTEST_FILES = {'report': 'eval_report.json', 'table': 'backtest_results.csv', 'forecast': 'forecast_backtest.csv',
@@ -83,12 +84,9 @@ def signed(x:float, digits:int=3)->str:
 def interval(lo:float, hi:float, digits:int=3)->str:
     return f'[{signed(lo, digits)}, {signed(hi, digits)}]'
 
-def horizon_words(h:float)->str:
+def _at_horizon(h:float)->str:
+    "A horizon as the README says it: '25 %', 'the end of the regular season'."
     return 'the end of the regular season' if h >= 1 else f'{h:.0%}'.replace('%', ' %')
-
-def _md_table(header:list[str], rows:list[list[str]], align:Optional[list[str]]=None)->str:
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---']*len(header)) + '|']
-    return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
 # %% ../nbs/13c_results.ipynb #e44baf04
 BACKTEST_ROWS = {'ensemble': '**setrank ensemble**', 'model_a': 'Model A (roster attention)', 'xgb': 'XGBoost',
@@ -118,7 +116,7 @@ def backtest_table(res:BacktestResults)->str:
         rows.append([label, *row])
     header = ['', *[f'{h:.0%} of the season'.replace('%', ' %') if i == 0 else f'{h:.0%}'.replace('%', ' %')
                     for i, h in enumerate(horizons)]]
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 # %% ../nbs/13c_results.ipynb #3f04b663
 def _summary(res:BacktestResults, target:str, teams:str, h:float, method:str)->Optional[dict]:
@@ -142,7 +140,6 @@ def _and(items:list[str])->str:
 
 def backtest_findings(res:BacktestResults)->str:
     "The sentences under the table, every number read from the pooled report: leads, the playoffs, the roster rating."
-    from setrank.evaluate import METHODS
     n = len(res.report['settings']['seasons'])
     words = lambda m: METHODS.get(m, (m,))[0]
     horizons = [h for h in res.report['settings']['horizons'] if h < 1]
@@ -154,9 +151,9 @@ def backtest_findings(res:BacktestResults)->str:
         leads.append((h, best, c)); zero += c['ci_low'] <= 0 <= c['ci_high']
     ahead = [h for h, _, c in leads if c['delta'] > 0]
     verdict = ('ahead of every simple baseline at every horizon' if len(ahead) == len(leads) else
-               'behind the best simple baseline at ' + _and([horizon_words(h) for h, _, c in leads if c['delta'] <= 0]))
+               'behind the best simple baseline at ' + _and([_at_horizon(h) for h, _, c in leads if c['delta'] <= 0]))
     text = (f'The ensemble is {verdict}: ' + ', '.join(f"{signed(c['delta'])} {interval(c['ci_low'], c['ci_high'])} over "
-            f'{words(b)} at {horizon_words(h)}' for h, b, c in leads) +
+            f'{words(b)} at {_at_horizon(h)}' for h, b, c in leads) +
             f' (paired bootstrap intervals pooled over the {n} seasons' +
             (' — each includes zero, so these are leads, not proofs).' if zero == len(leads) else
              f'; {len(leads) - zero} of {len(leads)} exclude zero).'))
@@ -173,16 +170,16 @@ def backtest_findings(res:BacktestResults)->str:
     high = per_season[per_season.value > 0.9]
     text += (f' No season reaches 0.9 (the leakage flag); the highest is {per_season.value.max():.3f}.' if not len(high) else
              ' Above 0.9, the leakage flag — check these for leakage: ' +
-             ', '.join(f'{r.season} at {horizon_words(r.horizon)} ({r.value:.3f})' for r in high.itertuples()) + '.')
+             ', '.join(f'{r.season} at {_at_horizon(r.horizon)} ({r.value:.3f})' for r in high.itertuples()) + '.')
     rr = [(h, _comparison(res, 'rest_of_season', 'league', h, 'roster_rating')) for h in horizons]
     rr = [(h, c) for h, c in rr if c]
     if rr:
-        above = [horizon_words(h) for h, c in rr if c['delta'] < 0]
-        below = [horizon_words(h) for h, c in rr if c['delta'] >= 0]
+        above = [_at_horizon(h) for h, c in rr if c['delta'] < 0]
+        below = [_at_horizon(h) for h, c in rr if c['delta'] >= 0]
         how = '; '.join(x for x in [f'it scores higher than the whole ensemble at {_and(above)}' if above else '',
                                      f'lower at {_and(below)}' if below else ''] if x)
         text += ('\n\nsetrank\'s roster rating alone against the ensemble (Δ = ensemble − roster rating): ' +
-                 ', '.join(f"{signed(c['delta'])} {interval(c['ci_low'], c['ci_high'])} at {horizon_words(h)}" for h, c in rr)
+                 ', '.join(f"{signed(c['delta'])} {interval(c['ci_low'], c['ci_high'])} at {_at_horizon(h)}" for h, c in rr)
                  + f': {how}.')
     return text
 
@@ -219,7 +216,7 @@ def forecast_table(res:BacktestResults)->str:
         for i, (method, label) in enumerate(FORECAST_ROWS.items()):
             rows.append([f"{res.cut['as_of']}, cut data" if i == 0 else '', label, f"{res.cut['wins_rmse'][method]:.2f}",
                          '', '', '', ''])
-    return _md_table(['forecast from', 'method', 'projected wins RMSE', 'playoff odds log loss', 'title odds log loss',
+    return markdown_table(['forecast from', 'method', 'projected wins RMSE', 'playoff odds log loss', 'title odds log loss',
                       'remaining games: accuracy', 'log loss'], rows)
 
 # %% ../nbs/13c_results.ipynb #742bec88

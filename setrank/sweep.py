@@ -17,10 +17,11 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError, SweepConfig, check_name, config_yaml,
-                            deep_merge, get_path, inside_folder, load_config, read_yaml, set_path, validate_config)
+from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError, SweepConfig, check_name,
+                            config_yaml, deep_merge, flow_list, get_path, inside_folder, load_config, parse_yaml,
+                            read_yaml, round_trip_yaml, set_path, validate_config)
 from .files import atomic_write, json_ready, write_json, write_png
-from .evaluate import LOWER_IS_BETTER, metric_label
+from .evaluate import LOWER_IS_BETTER, markdown_table, metric_label
 from .pipeline import load_league, run_features, run_pipeline
 
 # %% auto #0
@@ -588,8 +589,7 @@ def _fmt(v)->str:
 def _table(frame:pd.DataFrame, index:bool=False)->str:
     "A markdown table of `frame` (cells through `_fmt`)."
     frame = frame.reset_index() if index else frame
-    head = ['| ' + ' | '.join(map(str, frame.columns)) + ' |', '|' + '|'.join(['---']*len(frame.columns)) + '|']
-    return '\n'.join(head + ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in frame.itertuples(index=False)])
+    return markdown_table(list(map(str, frame.columns)), [[_fmt(v) for v in row] for row in frame.itertuples(index=False)])
 
 MIN_TRIALS_FOR_IMPORTANCE = 10   # below this, fANOVA importances are mostly noise
 
@@ -703,19 +703,6 @@ def explain_combo(combo_dir:Union[str, Path], # a combo folder (with config.yaml
 # %% ../nbs/13b_sweep.ipynb #167fce37
 LOCK_MARK = '# lock-best:'
 
-def _round_trip_yaml():
-    from ruamel.yaml import YAML
-    rt = YAML(); rt.width = 4096; rt.preserve_quotes = True
-    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
-    return rt
-
-def _yaml_value(v):
-    "Lists of scalars in flow style (`[15, 30]`), as the defaults write them."
-    from ruamel.yaml.comments import CommentedSeq
-    if isinstance(v, list) and all(not isinstance(x, (list, dict)) for x in v):
-        seq = CommentedSeq(v); seq.fa.set_flow_style(); return seq
-    return v
-
 def _with_lock_line(text:str, line:str)->str:
     "`text` with `line` after its leading comment block, replacing an earlier lock line."
     lines = [l for l in text.splitlines() if not l.startswith(LOCK_MARK)]
@@ -735,7 +722,7 @@ def lock_best(batch:Union[str, Path],                 # a batch id or a batch fo
     if best is None: raise SetrankError(f'sweep batch {s["batch_id"]!r} has no complete trial to lock')
     path = Path(into) if into is not None else DEFAULTS_PATH
     if not path.exists(): raise SetrankError(f'config file not found: {path}')
-    rt = _round_trip_yaml()
+    rt = round_trip_yaml(width=4096)
     doc = rt.load(path.read_text()) or CommentedMap()
     changes = {}
     for key, value in best['params'].items():
@@ -745,14 +732,13 @@ def lock_best(batch:Union[str, Path],                 # a batch id or a batch fo
             if not isinstance(node.get(p), dict): node[p] = CommentedMap()
             node = node[p]
         changes[key] = (node.get(last), value)
-        node[last] = _yaml_value(value)
+        node[last] = flow_list(value)
     buf = io.StringIO(); rt.dump(doc, buf)
     objective = s['objective']
     text = _with_lock_line(buf.getvalue(), f"{LOCK_MARK} sweep {s['batch_id']}, trial {best['number']} ({best['combo']}), "
                                            f"validation {objective} {_fmt(best['validation'][objective])}; set "
                                            + ', '.join(best['params']))
-    from ruamel.yaml import YAML
-    data = YAML(typ='safe', pure=True).load(text) or {}
+    data = parse_yaml(text, str(path))
     validate_config(data if path.resolve() == DEFAULTS_PATH.resolve() else deep_merge(read_yaml(DEFAULTS_PATH), data), str(path))
     atomic_write(path, text)
     return {k: (_plain(old), new) for k, (old, new) in changes.items()}
