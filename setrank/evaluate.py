@@ -5,6 +5,7 @@
 # %% ../nbs/10_evaluate.ipynb #426dce91
 from __future__ import annotations
 import math, warnings, zlib
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -203,6 +204,85 @@ def _check_scores(rows, scores, models, what='scores'):
     if missing: raise SetrankError(f'{what} are missing for models {missing} (have {sorted(out)})')
     return out
 
+def _checked_inputs(rows, scores, models, targets, truth_source, odds, target_scores)->tuple:
+    "(rows, scores, odds, per-target scores), each checked: labels present, every model scored, the overrides known."
+    if not truth_source: raise SetrankError('evaluate_run needs truth_source: say where the labels came from')
+    for t in targets:
+        if t not in LABELS: raise SetrankError(f'unknown target {t!r}; targets are {list(LABELS)}')
+        if LABELS[t] not in rows: raise SetrankError(f'evaluation rows lack the label column {LABELS[t]!r}')
+    rows = rows.reset_index(drop=True)
+    scores = _check_scores(rows, dict(scores.items()), models)
+    odds = _check_scores(rows, dict(odds.items()), [], 'odds') if odds else {}
+    per_target = {}
+    for t, by_method in (target_scores or {}).items():
+        if t not in targets: raise SetrankError(f'target_scores names target {t!r}, which is not scored ({list(targets)})')
+        extra = [m for m in by_method if m not in scores]
+        if extra: raise SetrankError(f'target_scores for {t!r} name methods {extra} that have no scores (have {sorted(scores)})')
+        per_target[t] = {**scores, **_check_scores(rows, dict(by_method.items()), [], f'{t} scores')}
+    return rows, scores, odds, per_target
+
+def _file_hashes(prediction_files)->list[dict]:
+    "Path and SHA-256 of each predictions file the report evaluates (lesson 16: stale predictions)."
+    files = []
+    for f in prediction_files:
+        if not Path(f).exists(): raise SetrankError(f'prediction file not found: {f}')
+        files.append({'path': str(f), 'sha256': file_sha256(f)})
+    return files
+
+@dataclass
+class _Walk:
+    "What `evaluate_run` collects while it walks seasons × horizons × targets × lists."
+    models: list
+    k: int
+    n_resamples: int
+    seed: int
+    level: float
+    ci_metrics: Optional[Sequence[str]]
+    results: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    store: dict = field(default_factory=dict)   # (season, horizon, target, teams, method, metric) -> (value, replicates)
+
+def _score_lists_at_cut(walk:_Walk, hr:pd.DataFrame, season:str, h:float, targets, scores:dict, per_target:dict):
+    "Every list at one season's cut: the league (teams with a known label) and, for playoff_outcome, the playoff teams."
+    at = hr.index.to_numpy()
+    for target in targets:
+        y_all = hr[LABELS[target]].to_numpy(np.float64)
+        lists = [('league', np.isfinite(y_all))]
+        if target == 'playoff_outcome': lists.append(('playoff', np.isfinite(y_all) & (y_all >= 0)))
+        for teams, keep in lists:
+            where = dict(season=season, horizon=h, target=target, teams=teams)
+            y = y_all[keep]
+            if len(y) < 4 or np.ptp(y) == 0:
+                walk.skipped.append({**where, 'method': None, 'reason': f'{len(y)} teams with a known, non-constant label'}); continue
+            listed = {}
+            for m, s in per_target.get(target, scores).items():
+                p = s[at][keep]
+                if np.isfinite(p).all(): listed[m] = p
+                elif m in walk.models: raise SetrankError(f'model {m!r} has no score for some teams of {season} at {horizon_label(h)}')
+                else: walk.skipped.append({**where, 'method': m, 'reason': 'baseline undefined for some teams'})
+            points, reps = score_list(y, listed, walk.k, walk.n_resamples, keyed_rng(walk.seed, season, h, target, teams),
+                                      walk.ci_metrics)
+            for m, per in points.items():
+                for metric, v in per.items():
+                    lo, hi = percentile_interval(reps[m][metric], walk.level) if metric in reps[m] else (None, None)
+                    walk.results.append({**where, 'method': m, 'kind': 'model' if m in walk.models else 'baseline',
+                                         'metric': metric, 'value': _round(v), 'ci_low': _round(lo), 'ci_high': _round(hi),
+                                         'n_teams': int(len(y))})
+                    walk.store[(season, h, target, teams, m, metric)] = (v, reps[m].get(metric))
+
+def _title_odds_at_cut(hr:pd.DataFrame, season:str, h:float, odds:dict)->list[dict]:
+    "Brier and log loss of each model's title odds (and of equal odds) for the season's champion, at one cut."
+    champ = _champion(hr['y_playoff_outcome'].to_numpy(np.float64)) if 'y_playoff_outcome' in hr else None
+    if not odds or champ is None: return []
+    out, n, at = [], len(hr), hr.index.to_numpy()
+    for m, o in {**{m: o[at] for m, o in odds.items()}, 'uniform': np.full(n, 1/n)}.items():
+        if not (np.isfinite(o).all() and abs(o.sum() - 1) < 1e-6):
+            raise SetrankError(f'title odds of {m!r} for {season} at {horizon_label(h)} do not sum to 1 (sum {o.sum():.4f})')
+        out.append({'season': season, 'horizon': h, 'method': m, 'kind': 'baseline' if m == 'uniform' else 'model',
+                    'champion_team_id': int(hr.team_id.iloc[champ]), 'champion_odds': _round(o[champ]),
+                    'brier': _round(championship_brier(o, champ)), 'log_loss': _round(championship_log_loss(o, champ))})
+    return out
+
 def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of the test seasons (season, date_index, n_dates, team_id, y_*)
                  scores:Union[Mapping[str, np.ndarray], pd.DataFrame], # method -> scores aligned with `rows`: models and baselines
                  truth_source:str,                          # where the labels came from (data source + fingerprint)
@@ -222,66 +302,17 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                  target_notes:Optional[Mapping[str, str]]=None, # target -> one line saying what `target_scores` replaced
                 )->dict:
     "Metrics with bootstrap intervals for every model and baseline, per season, horizon and target, plus summaries."
-    if not truth_source: raise SetrankError('evaluate_run needs truth_source: say where the labels came from')
-    for t in targets:
-        if t not in LABELS: raise SetrankError(f'unknown target {t!r}; targets are {list(LABELS)}')
-        if LABELS[t] not in rows: raise SetrankError(f'evaluation rows lack the label column {LABELS[t]!r}')
-    rows = rows.reset_index(drop=True)
-    scores = _check_scores(rows, dict(scores.items()), models)
-    odds = _check_scores(rows, dict(odds.items()), [], 'odds') if odds else {}
-    per_target = {}
-    for t, by_method in (target_scores or {}).items():
-        if t not in targets: raise SetrankError(f'target_scores names target {t!r}, which is not scored ({list(targets)})')
-        extra = [m for m in by_method if m not in scores]
-        if extra: raise SetrankError(f'target_scores for {t!r} name methods {extra} that have no scores (have {sorted(scores)})')
-        per_target[t] = {**scores, **_check_scores(rows, dict(by_method.items()), [], f'{t} scores')}
-    files = []
-    for f in prediction_files:
-        if not Path(f).exists(): raise SetrankError(f'prediction file not found: {f}')
-        files.append({'path': str(f), 'sha256': file_sha256(f)})
+    rows, scores, odds, per_target = _checked_inputs(rows, scores, models, targets, truth_source, odds, target_scores)
+    files = _file_hashes(prediction_files)
     seasons = sorted(rows.season.unique(), key=parse_season) if seasons is None else list(seasons)
-    metrics = list(rank_metrics(k))
-    baselines = [m for m in scores if m not in models]
-    results, skipped, odds_rows, store = [], [], [], {}
+    metrics, baselines = list(rank_metrics(k)), [m for m in scores if m not in models]
+    walk, odds_rows = _Walk(list(models), k, n_resamples, seed, level, ci_metrics), []
     for season in seasons:
         for h in horizons:
             hr = horizon_rows(rows, h, [season])
-            at = hr.index.to_numpy()
-            for target in targets:
-                y_all = hr[LABELS[target]].to_numpy(np.float64)
-                lists = [('league', np.isfinite(y_all))]
-                if target == 'playoff_outcome': lists.append(('playoff', np.isfinite(y_all) & (y_all >= 0)))
-                for teams, keep in lists:
-                    where = dict(season=season, horizon=h, target=target, teams=teams)
-                    y = y_all[keep]
-                    if len(y) < 4 or np.ptp(y) == 0:
-                        skipped.append({**where, 'method': None, 'reason': f'{len(y)} teams with a known, non-constant label'}); continue
-                    listed = {}
-                    for m, s in per_target.get(target, scores).items():
-                        p = s[at][keep]
-                        if np.isfinite(p).all(): listed[m] = p
-                        elif m in models:
-                            raise SetrankError(f'model {m!r} has no score for some teams of {season} at {horizon_label(h)}')
-                        else: skipped.append({**where, 'method': m, 'reason': 'baseline undefined for some teams'})
-                    points, reps = score_list(y, listed, k, n_resamples, keyed_rng(seed, season, h, target, teams), ci_metrics)
-                    for m, per in points.items():
-                        for metric, v in per.items():
-                            lo, hi = percentile_interval(reps[m][metric], level) if metric in reps[m] else (None, None)
-                            results.append({**where, 'method': m, 'kind': 'model' if m in models else 'baseline',
-                                            'metric': metric, 'value': _round(v), 'ci_low': _round(lo), 'ci_high': _round(hi),
-                                            'n_teams': int(len(y))})
-                            store[(season, h, target, teams, m, metric)] = (v, reps[m].get(metric))
-            if odds and 'y_playoff_outcome' in hr:
-                champ = _champion(hr['y_playoff_outcome'].to_numpy(np.float64))
-                if champ is not None:
-                    n = len(hr)
-                    for m, o in {**{m: o[at] for m, o in odds.items()}, 'uniform': np.full(n, 1/n)}.items():
-                        if not (np.isfinite(o).all() and abs(o.sum() - 1) < 1e-6):
-                            raise SetrankError(f'title odds of {m!r} for {season} at {horizon_label(h)} do not sum to 1 (sum {o.sum():.4f})')
-                        odds_rows.append({'season': season, 'horizon': h, 'method': m, 'kind': 'baseline' if m == 'uniform' else 'model',
-                                          'champion_team_id': int(hr.team_id.iloc[champ]), 'champion_odds': _round(o[champ]),
-                                          'brier': _round(championship_brier(o, champ)), 'log_loss': _round(championship_log_loss(o, champ))})
-    summary, comparisons = _summarize(store, seasons, list(horizons), list(targets), list(models), baselines, level)
+            _score_lists_at_cut(walk, hr, season, h, targets, scores, per_target)
+            odds_rows += _title_odds_at_cut(hr, season, h, odds)
+    summary, comparisons = _summarize(walk.store, seasons, list(horizons), list(targets), list(models), baselines, level)
     return {'schema_version': 1, 'run_id': run_id, 'truth_source': truth_source, 'prediction_files': files,
             'settings': {'seasons': seasons, 'horizons': list(horizons), 'targets': list(targets), 'metrics': metrics,
                          'k': k, 'n_resamples': n_resamples, 'level': level, 'seed': seed, 'models': list(models),
@@ -292,8 +323,8 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                          'horizon_cut': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
                          'target_scores': {t: dict(methods=sorted(target_scores[t]), note=(target_notes or {}).get(t, ''))
                                            for t in per_target}},
-            'results': results, 'summary': summary, 'comparisons': comparisons,
-            'odds': odds_rows, 'odds_summary': _summarize_odds(odds_rows), 'skipped': skipped}
+            'results': walk.results, 'summary': summary, 'comparisons': comparisons,
+            'odds': odds_rows, 'odds_summary': _summarize_odds(odds_rows), 'skipped': walk.skipped}
 
 # %% ../nbs/10_evaluate.ipynb #9eb9188e
 def _summarize(store, seasons, horizons, targets, models, baselines, level):
