@@ -12,7 +12,7 @@ dropped from every table, the dropped 2023-24 regular-season games written as sc
 
     python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check] [--json FILE]
 
-With --json FILE it also writes the checks and the RMSEs as JSON (`setrank report readme --cut FILE` puts them in the
+With --json FILE it also writes the checks and the RMSEs as JSON (`setrank report readme --in-progress FILE` puts them in the
 README's forecast table).
 
 Timings are wall-clock seconds on this machine; say whether it was loaded when you quote them.
@@ -39,14 +39,14 @@ def main():
     ap.add_argument('--json', help='also write the checks and RMSEs to this JSON file')
     args = ap.parse_args()
     from setrank.data import read_folder
-    from setrank.forecast import (cut_tables, write_folder, season_state, games_after, RemainingSchedule, forecast_cut,
+    from setrank.forecast import (tables_before, write_folder, season_state, games_after, RemainingSchedule, feature_as_of,
                                   baseline_game_models, baseline_strength, match_ratings, forecast_season)
     src = Path(os.environ.get('SETRANK_NBA_DATA', REPO.parent/'shared'/'data'/'nba'))
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_forecast_')); work.mkdir(parents=True, exist_ok=True)
     as_of = pd.Timestamp(args.as_of)
     full, _ = read_folder(src)
     t0 = time.perf_counter()
-    cut = cut_tables(full, as_of)
+    cut = tables_before(full, as_of)
     write_folder(cut, work/'nba_cut')
     cut_s = time.perf_counter() - t0
     import_s, _ = setrank('data', 'import', str(work/'nba_cut'), cwd=work)
@@ -71,7 +71,7 @@ def main():
     games = tables['schedule'][tables['schedule'].season == season]
     remaining = RemainingSchedule(pd.DataFrame({'home_team_id': games.home_team_id.to_numpy(), 'away_team_id': games.away_team_id.to_numpy(),
                                                 'neutral_site': False}), 'schedule', '')
-    cutday = forecast_cut(rows, season, as_of)
+    cutday = feature_as_of(rows, season, as_of)
     at = rows[(rows.season == season) & (rows.as_of == cutday)].set_index('team_id').reindex(state.teams.team_id).reset_index()
     rmse = {'setrank': float(np.sqrt(((teams.projected_wins - final.reindex(teams.index))**2).mean()))}
     for method, gm in baseline_game_models(tables['team_games'], rows[rows.season.isin(validation)]).items():

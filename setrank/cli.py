@@ -392,7 +392,8 @@ def _report_readme(args)->int:
     from setrank.results import check_results, refresh_results, repository_root
     root = repository_root()
     if args.check:
-        if args.backtest or args.cut: raise SetrankError('--check compares README.md with the recordings it names: give no --backtest or --cut')
+        if args.backtest or args.in_progress:
+            raise SetrankError('--check compares README.md with the recordings it names: give no --backtest or --in-progress')
         problems = check_results((root/'README.md').read_text(encoding='utf-8'), root)
         if problems: raise SetrankError('; '.join(problems) + '; refresh with `setrank report readme --backtest DIR`')
         print(f'{root/"README.md"}: every results block matches its recorded backtest')
@@ -400,7 +401,7 @@ def _report_readme(args)->int:
     if not args.backtest: raise SetrankError('setrank report readme needs --backtest DIR (the folder `setrank backtest` wrote, '
                                              'e.g. runs/backtest_2019-20_2023-24), or --check')
     from setrank.docs import build_readme
-    recorded = refresh_results(args.backtest, cut=args.cut, root=root)
+    recorded = refresh_results(args.backtest, in_progress=args.in_progress, root=root)
     print(f'recorded {recorded}\nrendered the results into {root/"nbs"/"index.ipynb"}\nwrote {build_readme()}')
     return 0
 
@@ -408,8 +409,8 @@ _REPORT_EPILOG = textwrap.dedent('''\
     After a new backtest (from the repository root):
       setrank backtest --data db --seasons 2019-20:2023-24
       setrank forecast backtest --data db --seasons 2019-20:2023-24
-      python benchmarks/bench_forecast.py --json runs/forecast_cut.json   # optional: a season cut mid-way
-      setrank report readme --backtest runs/backtest_2019-20_2023-24 --cut runs/forecast_cut.json
+      python benchmarks/bench_forecast.py --json runs/forecast_in_progress.json   # optional: a season in progress
+      setrank report readme --backtest runs/backtest_2019-20_2023-24 --in-progress runs/forecast_in_progress.json
     then commit nbs/index.ipynb, README.md and benchmarks/results/.''')
 
 def _add_report(sub):
@@ -420,15 +421,15 @@ def _add_report(sub):
                            description=textwrap.fill(
                                'Record a small copy of a `setrank backtest` folder (the Spearman rows of eval_report.json '
                                'and backtest_results.csv the README shows, forecast_backtest.csv from `setrank forecast '
-                               'backtest`, and --cut) under benchmarks/results/<folder>, render the README\'s result '
+                               'backtest`, and --in-progress) under benchmarks/results/<folder>, render the README\'s result '
                                'tables and the sentences under them from that copy into nbs/index.ipynb, and write '
                                'README.md from the notebook. With --check, only compare README.md with the recorded '
                                'copies it names (exit 2 where they differ).', 79),
                            epilog=_REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rr.add_argument('--backtest', metavar='DIR', help='the folder `setrank backtest` wrote (runs/backtest_A_B), with '
                     '`setrank forecast backtest` run on it')
-    rr.add_argument('--cut', metavar='FILE', help='`benchmarks/bench_forecast.py --json FILE`: the forecast on data cut in '
-                    'the middle of a season (without it, those rows are left out)')
+    rr.add_argument('--in-progress', metavar='FILE', help='`benchmarks/bench_forecast.py --json FILE`: a forecast of a season '
+                    'in progress (the real data cut at a date), scored against its real end (without it, those rows are left out)')
     rr.add_argument('--check', action='store_true', help='only check README.md against the recordings it names; write nothing')
     rr.set_defaults(handler=_report_readme)
 

@@ -320,7 +320,7 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                          'baselines': baselines + [RANDOM],
                          'interval': 'percentile bootstrap, teams resampled with replacement within each list; '
                                      'random: exact expectation, interval over random orders',
-                         'horizon_cut': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
+                         'horizon_as_of': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
                          'target_scores': {t: dict(methods=sorted(target_scores[t]), note=(target_notes or {}).get(t, ''))
                                            for t in per_target}},
             'results': walk.results, 'summary': summary, 'comparisons': comparisons,
@@ -532,7 +532,7 @@ def eval_report_markdown(report:dict)->str:
            f"- Test seasons: {', '.join(st['seasons'])}" + (' (cells: mean ± sd over seasons [95 % interval])' if several else ' (cells: value [95 % interval])'),
            f"- Truth: {report['truth_source']}",
            f"- Intervals: {st['interval']}; {st['n_resamples']} resamples, level {st['level']}, seed {st['seed']}",
-           f"- Horizons: {st['horizon_cut']}"]
+           f"- Horizons: {st['horizon_as_of']}"]
     for f in report['prediction_files']: out.append(_prediction_line(f))
     for t, v in st.get('target_scores', {}).items():
         out.append(f"- For `{t}`, {', '.join(v['methods'])}: {v['note'] or 'target-specific scores'}")

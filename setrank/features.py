@@ -20,7 +20,7 @@ from .targets import (to_game_date, day_number, require_columns, season_dates, a
 # %% auto #0
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
            'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema',
-           'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut',
+           'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_as_of',
            'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features',
            'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
            'compute_features', 'Standardizer', 'feature_code_hash', 'features_key', 'save_features', 'load_features',
@@ -235,7 +235,7 @@ def elo_ratings(team_games:pd.DataFrame,  # `League.team_games` (with day, year,
     return np.where(is_a, post.a.reindex(tg.game_id).to_numpy(), post.b.reindex(tg.game_id).to_numpy())
 
 # %% ../nbs/04_features.ipynb #ed9d3387
-def srs_by_cut(regular:pd.DataFrame, # `League.regular` rows of one season
+def srs_by_as_of(regular:pd.DataFrame, # `League.regular` rows of one season
                dates:np.ndarray,     # the season's sorted regular-season game dates
                team_codes:np.ndarray, # the season's team codes (sorted)
                ridge:float=2.0,      # `training.features.srs_ridge`
@@ -545,7 +545,7 @@ def team_context(league:League,     # prepared tables
     for season, at in rows.groupby('season', sort=False).groups.items():
         dates = season_dates(league.team_games[league.team_games.season == season])[season]
         codes = np.sort(league.regular.tcode[league.regular.season == season].unique())
-        ratings = srs_by_cut(league.regular[league.regular.season == season], dates, codes, settings.srs_ridge)
+        ratings = srs_by_as_of(league.regular[league.regular.season == season], dates, codes, settings.srs_ridge)
         r = rows.loc[at]
         out.loc[at, 'srs'] = ratings[r.date_index.to_numpy(), np.searchsorted(codes, r.tcode.to_numpy())]
     for k, v in _four_factors(s, False).items(): out[k] = v

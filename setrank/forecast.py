@@ -23,8 +23,8 @@ __all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY
            'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head', 'tiebreak_order', 'has_play_in',
            'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast', 'forecast_season', 'forecast_document',
            'write_forecast_json', 'forecast_markdown', 'plot_forecast', 'write_forecast', 'resolve_as_of',
-           'forecast_cut', 'date_of_season', 'ensemble_scores', 'RunStrength', 'ensemble_game_model', 'run_strength',
-           'forecast_command', 'cut_tables', 'write_folder', 'regressed_point_diff', 'baseline_game_models',
+           'feature_as_of', 'date_of_season', 'ensemble_scores', 'RunStrength', 'ensemble_game_model', 'run_strength',
+           'forecast_command', 'tables_before', 'write_folder', 'regressed_point_diff', 'baseline_game_models',
            'baseline_strength', 'forecast_scores', 'season_truth', 'forecast_backtest', 'format_forecast_backtest']
 
 # %% ../nbs/13a_forecast.ipynb #a355ea7e
@@ -555,8 +555,8 @@ def resolve_as_of(tables:dict,  # canonical tables
                            f'({starts.min().date()}, season {starts.idxmin()})')
     return max(started.index, key=parse_season), day
 
-def forecast_cut(rows:pd.DataFrame, season:str, as_of)->pd.Timestamp:
-    "The feature cut that sees exactly the games before `as_of`: the first cut of `season` on or after it (else its last)."
+def feature_as_of(rows:pd.DataFrame, season:str, as_of)->pd.Timestamp:
+    "The as-of date of the feature rows that see exactly the games before `as_of`: the first of `season` on or after it (else its last)."
     cuts = np.sort(pd.to_datetime(rows.as_of[rows.season == season]).unique())
     if not len(cuts): raise SetrankError(f'no feature rows for season {season}')
     after = cuts[cuts >= np.datetime64(pd.Timestamp(as_of))]
@@ -572,20 +572,15 @@ def date_of_season(season:str, month_day:str)->pd.Timestamp:
 # %% ../nbs/13a_forecast.ipynb #8b53f1a8
 def ensemble_scores(art, positions:np.ndarray)->np.ndarray:
     "The stacked ensemble's scores of the feature rows at `positions`, from a loaded run (`setrank.pipeline.load_run`)."
-    from setrank.model_a import predict_model_a
-    from setrank.model_b import predict_model_b
-    from setrank.stacking import simple_prior, oof_frame
-    fs, positions = art.fs, np.asarray(positions)
-    pa, pb = predict_model_a(art.model_a, fs, positions), predict_model_b(art.model_b, fs, positions)
-    frame = oof_frame(fs, {}, f'y_{art.cfg.training.target}').iloc[positions]
-    frame = frame.assign(model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=simple_prior(fs.rows, art.cfg.stacking.prior_schedule_weight)[positions])
+    from setrank.pipeline import base_scores
+    frame, _ = base_scores(art.fs, art.cfg, art.model_a, art.model_b, np.asarray(positions))
     return art.stack.predict(frame)
 
 @dataclass
 class RunStrength:
-    "Strengths at a cut from one run, and the game model fitted on its validation season."
+    "Strengths as of a date from one run, and the game model fitted on its validation season."
     strength: pd.Series        # team_id -> ensemble score
-    cut: pd.Timestamp          # the feature cut
+    feature_as_of: pd.Timestamp # the as-of date of the feature rows read (`feature_as_of`)
     game_model: GameModel
     run_dir: Path
 
@@ -618,14 +613,14 @@ def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
     if split['test'] == season:
         cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet', 'oof.parquet'], progress)
         scores = pd.read_parquet(run_dir/'scores.parquet')
-        cut = forecast_cut(scores, season, as_of)
+        cut = feature_as_of(scores, season, as_of)
         at = scores[(scores.season == season) & (pd.to_datetime(scores.as_of) == cut)]
         strength = pd.Series(at.ensemble.to_numpy('float64'), index=at.team_id.to_numpy('int64'))
     else:
         art = load_run(run_dir, progress)
         if not (run_dir/'oof.parquet').exists(): raise SetrankError(f'{run_dir} is not a finished run: oof.parquet is missing')
         tables, fs = art.tables, art.fs
-        cut = forecast_cut(fs.rows, season, as_of)
+        cut = feature_as_of(fs.rows, season, as_of)
         pos = np.flatnonzero(((fs.rows.season == season) & (pd.to_datetime(fs.rows.as_of) == cut)).to_numpy())
         strength = pd.Series(ensemble_scores(art, pos), index=fs.rows.team_id.to_numpy('int64')[pos])
     oof = pd.read_parquet(run_dir/'oof.parquet')
@@ -659,12 +654,12 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     strength = rs.strength.reindex(state.teams.team_id).to_numpy('float64')
     if np.isnan(strength).any():
         team = state.teams.team.iloc[int(np.flatnonzero(np.isnan(strength))[0])]
-        raise SetrankError(f'{Path(run).name} has no strength for {team} at the cut {rs.cut.date()}')
+        raise SetrankError(f'{Path(run).name} has no strength for {team} as of {rs.feature_as_of.date()}')
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
     rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
-                         game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, feature cut {rs.cut.date()}')
+                         game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}')
     fc.notes.append(f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
                     if in_progress else f'{season} is finished in the store: this forecasts it from {as_of.date()}, '
                                         f'ignoring every result from that day on.')
@@ -674,7 +669,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     return out, fc
 
 # %% ../nbs/13a_forecast.ipynb #9951b8e2
-def cut_tables(tables:dict,  # canonical tables (plus extras)
+def tables_before(tables:dict,  # canonical tables (plus extras)
                as_of,        # the first day not yet played
               )->dict:
     "The tables before `as_of` (every game on or after it dropped), plus the dropped regular-season games as `schedule`."
@@ -815,7 +810,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
             state = season_state(tables, s, as_of)
             games = games_after(tg, s, as_of)
             remaining = RemainingSchedule(games, 'games', f'{len(games)} real games after the date')
-            cut = forecast_cut(rows, s, as_of)
+            cut = feature_as_of(rows, s, as_of)
             at_rows = rows[(rows.season == s) & (pd.to_datetime(rows.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
             at_scores = scores[(scores.season == s) & (pd.to_datetime(scores.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
             truth = season_truth(tg, state)

@@ -19,9 +19,9 @@ from .targets import horizon_label, horizon_rows
 __all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
            'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
            'playoff_scores', 'headline_metrics', 'RunPlan', 'plan_run', 'out_of_fold_scores', 'TestScores',
-           'fit_final_models', 'write_run_predictions', 'evaluate_scores', 'write_in_progress_report', 'RunResult',
-           'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'pooled_report', 'format_headline',
-           'format_backtest', 'RunArtifacts', 'load_run']
+           'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores', 'write_in_progress_report',
+           'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'pooled_report',
+           'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #461ec789
 def code_version(lib:Union[str, Path, None]=None, # the package folder (default: the installed setrank)
@@ -217,19 +217,26 @@ class TestScores:
     scores: 'pd.DataFrame'    # those rows: keys, target, model_a, xgb, rf, prior, ensemble
     attention: dict           # Model A's outputs on them (weights, fallback) for the contributors
 
+def base_scores(fs, cfg:Config, model_a, model_b, positions:np.ndarray)->tuple['pd.DataFrame', dict]:
+    "Model A, XGBoost, the forest and the simple prior on the rows at `positions` (with keys and target), and Model A's outputs."
+    from setrank.model_a import predict_model_a
+    from setrank.model_b import predict_model_b
+    from setrank.stacking import simple_prior
+    pa, pb = predict_model_a(model_a, fs, positions), predict_model_b(model_b, fs, positions)
+    prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)[positions]
+    frame = _base_frame(fs, {}, f'y_{cfg.training.target}').iloc[positions].assign(
+        model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=prior)
+    return frame, pa
+
 def fit_final_models(fs, split, cfg:Config, stack, models_dir:Path, progress:bool=False)->TestScores:
     "Train Model A and Model B on the training seasons, save them in `models_dir`, and score the test season."
-    from setrank.model_a import train_model_a, predict_model_a
-    from setrank.model_b import fit_model_b, predict_model_b, save_model_b
-    from setrank.stacking import simple_prior
+    from setrank.model_a import train_model_a
+    from setrank.model_b import fit_model_b, save_model_b
     model_a, history = train_model_a(fs, split, cfg, out_dir=models_dir, progress=progress)
     model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
     save_model_b(model_b, models_dir/'model_b')
     positions = np.flatnonzero((fs.rows.season == split.test).to_numpy())
-    pa, pb = predict_model_a(model_a, fs, positions), predict_model_b(model_b, fs, positions)
-    prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)[positions]
-    test = _base_frame(fs, {}, f'y_{cfg.training.target}').iloc[positions].assign(
-        model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=prior)
+    test, pa = base_scores(fs, cfg, model_a, model_b, positions)
     return TestScores(model_a, history, model_b, positions, test.assign(ensemble=stack.predict(test)), pa)
 
 # %% ../nbs/13_pipeline.ipynb #71ed0801

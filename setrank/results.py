@@ -17,12 +17,12 @@ from .files import atomic_write, read_json, write_json
 __all__ = ['BACKTEST_FILES', 'README_LISTS', 'README_METRIC', 'BACKTEST_ROWS', 'SIMPLE_BASELINES', 'FORECAST_ROWS',
            'FORECAST_WORDS', 'BacktestResults', 'read_backtest', 'record_backtest', 'signed', 'interval',
            'backtest_table', 'best_simple_baseline', 'backtest_findings', 'forecast_table', 'forecast_findings',
-           'cut_sentence', 'results_source', 'block_text', 'replace_block', 'wrap_paragraphs', 'readme_blocks',
+           'in_progress_sentence', 'results_source', 'block_text', 'replace_block', 'wrap_paragraphs', 'readme_blocks',
            'check_results', 'repository_root', 'refresh_results']
 
 # %% ../nbs/13c_results.ipynb #4fbe1ab9
 BACKTEST_FILES = {'report': 'eval_report.json', 'table': 'backtest_results.csv', 'forecast': 'forecast_backtest.csv',
-                  'cut': 'forecast_cut.json'}
+                  'in_progress': 'forecast_in_progress.json'}
 
 @dataclass
 class BacktestResults:
@@ -31,7 +31,7 @@ class BacktestResults:
     report: dict                     # eval_report.json of the pooled evaluation (`setrank backtest`)
     table: pd.DataFrame              # backtest_results.csv: one metric per season, horizon, target, list and method
     forecast: Optional[pd.DataFrame] # forecast_backtest.csv (`setrank forecast backtest`), if it was run
-    cut: Optional[dict]              # forecast_cut.json (`benchmarks/bench_forecast.py --json`), if it was recorded
+    in_progress: Optional[dict]      # forecast_in_progress.json (`benchmarks/bench_forecast.py --json`), if recorded
 
 def read_backtest(folder:Union[str, Path], # a `setrank backtest` folder, or a recorded copy (`record_backtest`)
                  )->BacktestResults:
@@ -42,11 +42,11 @@ def read_backtest(folder:Union[str, Path], # a `setrank backtest` folder, or a r
             raise SetrankError(f'{folder/BACKTEST_FILES[key]} is missing: point at the folder `setrank backtest --seasons A:B` '
                                f'wrote (runs/backtest_A_B)')
     forecast = folder/BACKTEST_FILES['forecast']
-    cut = folder/BACKTEST_FILES['cut']
+    in_progress = folder/BACKTEST_FILES['in_progress']
     return BacktestResults(folder, read_json(folder/BACKTEST_FILES['report']),
                            pd.read_csv(folder/BACKTEST_FILES['table']),
                            pd.read_csv(forecast, dtype={'date': str}) if forecast.exists() else None,
-                           read_json(cut) if cut.exists() else None)
+                           read_json(in_progress) if in_progress.exists() else None)
 
 # %% ../nbs/13c_results.ipynb #053169fd
 README_LISTS = (('rest_of_season', 'league'), ('playoff_outcome', 'playoff'))   # the lists the README's tables read
@@ -59,7 +59,7 @@ def _readme_rows(frame:pd.DataFrame)->pd.DataFrame:
 
 def record_backtest(src:Union[str, Path],   # a `setrank backtest` folder (or a recorded copy)
                     dest:Union[str, Path],  # where the small copy goes (e.g. benchmarks/results/<folder name>)
-                    cut:Union[str, Path, None]=None, # `benchmarks/bench_forecast.py --json` output to record beside it
+                    in_progress:Union[str, Path, None]=None, # `benchmarks/bench_forecast.py --json` output to record beside it
                    )->Path:
     "Copy what the README tables read (Spearman on the README's lists, the forecast scores): KB instead of MB."
     res, dest = read_backtest(src), Path(dest)
@@ -71,9 +71,9 @@ def record_backtest(src:Union[str, Path],   # a `setrank backtest` folder (or a 
     atomic_write(dest/BACKTEST_FILES['table'], _readme_rows(res.table).to_csv(index=False))
     if res.forecast is not None: atomic_write(dest/BACKTEST_FILES['forecast'], res.forecast.to_csv(index=False))
     else: (dest/BACKTEST_FILES['forecast']).unlink(missing_ok=True)      # nothing stale from an earlier recording
-    cut_doc = read_json(cut) if cut is not None else res.cut
-    if cut_doc is not None: write_json(dest/BACKTEST_FILES['cut'], cut_doc)
-    else: (dest/BACKTEST_FILES['cut']).unlink(missing_ok=True)
+    doc = read_json(in_progress) if in_progress is not None else res.in_progress
+    if doc is not None: write_json(dest/BACKTEST_FILES['in_progress'], doc)
+    else: (dest/BACKTEST_FILES['in_progress']).unlink(missing_ok=True)
     return dest
 
 # %% ../nbs/13c_results.ipynb #09ec5f54
@@ -203,7 +203,7 @@ def _forecast_dates(forecast:pd.DataFrame)->list[str]:
     return sorted(forecast.date.unique(), key=lambda d: (int(d[:2]) < 7, d))
 
 def forecast_table(res:BacktestResults)->str:
-    "Projected wins, playoff and title odds and the remaining games per forecast date and method; the cut-data row last."
+    "Projected wins, playoff and title odds and the remaining games per forecast date and method; a season in progress last."
     if res.forecast is None: raise SetrankError(f'{res.folder/BACKTEST_FILES["forecast"]} is missing: run `setrank forecast backtest`')
     cells, rows = _forecast_cells(res.forecast), []
     for d in _forecast_dates(res.forecast):
@@ -212,9 +212,9 @@ def forecast_table(res:BacktestResults)->str:
             rows.append([f"{_date_words(d)} ({int(c.seasons)} seasons)" if i == 0 else '', label,
                          f'{c.rmse:.2f} ± {c.rmse_sd:.2f}', f'{c.playoff:.3f}', f'{c.title:.2f}', f'{100*c.accuracy:.1f} %',
                          f'{c.games:.3f}'])
-    if res.cut:
+    if res.in_progress:
         for i, (method, label) in enumerate(FORECAST_ROWS.items()):
-            rows.append([f"{res.cut['as_of']}, cut data" if i == 0 else '', label, f"{res.cut['wins_rmse'][method]:.2f}",
+            rows.append([f"{res.in_progress['as_of']}, in progress" if i == 0 else '', label, f"{res.in_progress['wins_rmse'][method]:.2f}",
                          '', '', '', ''])
     return markdown_table(['forecast from', 'method', 'projected wins RMSE', 'playoff odds log loss', 'title odds log loss',
                       'remaining games: accuracy', 'log loss'], rows)
@@ -232,10 +232,10 @@ def forecast_findings(res:BacktestResults)->str:
         if worse and better: s += ' but not on ' + _and([f'{_date_words(d)} ({a:.2f} against {b:.2f})' for d, a, b in worse])
         parts.append(s)
     text = "setrank's projected wins have a lower mean RMSE than " + ', and than '.join(parts) + '.'
-    if res.cut:
-        w = res.cut['wins_rmse']
+    if res.in_progress:
+        w = res.in_progress['wins_rmse']
         beaten = [FORECAST_WORDS[m] for m in FORECAST_WORDS if w['setrank'] < w[m]]
-        text += (f" On the {res.cut['as_of']} cut: {w['setrank']:.2f}, against {w['win_pct']:.2f} for W-L extrapolation "
+        text += (f" From {res.in_progress['as_of']}, the season in progress: {w['setrank']:.2f}, against {w['win_pct']:.2f} for W-L extrapolation "
                  f"and {w['point_diff_regressed']:.2f} for the regressed point differential" +
                  (f' (below {_and(beaten)}).' if beaten else ' (above both).'))
     for score, what in (('playoff', 'playoff odds'), ('title', 'title odds')):
@@ -254,9 +254,9 @@ def forecast_findings(res:BacktestResults)->str:
              f"{_date_words(jan)} (80 % if the spread were right).")
     return text
 
-def cut_sentence(res:BacktestResults)->str:
+def in_progress_sentence(res:BacktestResults)->str:
     "What the last rows are: one season in progress, from `benchmarks/bench_forecast.py --json`."
-    c = res.cut
+    c = res.in_progress
     if not c: return ''
     s = c['sums']
     return (f"The last rows are one season in progress: the real data cut at {c['as_of']} (every later game removed, the "
@@ -302,7 +302,7 @@ def wrap_paragraphs(text:str, width:int=118)->str:
 def readme_blocks(res:BacktestResults)->dict[str, str]:
     "Every results block of the README, rendered from one backtest folder: name -> markdown."
     blocks = {'backtest': [backtest_table(res), backtest_findings(res)]}
-    if res.forecast is not None: blocks['forecast'] = [cut_sentence(res), forecast_table(res), forecast_findings(res)]
+    if res.forecast is not None: blocks['forecast'] = [in_progress_sentence(res), forecast_table(res), forecast_findings(res)]
     return {name: wrap_paragraphs('\n\n'.join(p for p in parts if p)) for name, parts in blocks.items()}
 
 def check_results(text:str,                # README.md or the index notebook's markdown
@@ -330,7 +330,7 @@ def repository_root()->Path:
     return Path(get_config().config_path)
 
 def refresh_results(backtest:Union[str, Path],           # the `setrank backtest` folder (its forecast backtest run too)
-                    cut:Union[str, Path, None]=None,     # `benchmarks/bench_forecast.py --json FILE` output
+                    in_progress:Union[str, Path, None]=None, # `benchmarks/bench_forecast.py --json FILE` output
                     root:Union[str, Path, None]=None,    # the repository (default: `repository_root()`)
                    )->Path:
     "Record the backtest's small copy under benchmarks/results, render the results blocks from it into nbs/index.ipynb."
@@ -347,7 +347,7 @@ def refresh_results(backtest:Union[str, Path],           # the `setrank backtest
     if not (Path(backtest)/BACKTEST_FILES['forecast']).exists():
         raise SetrankError(f'{Path(backtest)/BACKTEST_FILES["forecast"]} is missing: run `setrank forecast backtest '
                            f'--seasons A:B --backtest {backtest}` first (the README shows the forecast backtest too)')
-    dest = record_backtest(backtest, root/'benchmarks'/'results'/Path(backtest).resolve().name, cut)
+    dest = record_backtest(backtest, root/'benchmarks'/'results'/Path(backtest).resolve().name, in_progress)
     for name, body in readme_blocks(read_backtest(dest)).items():
         for cell in cells[name]: cell.source = replace_block(cell.source, name, body, dest.relative_to(root).as_posix())
     write_nb(nb, notebook)
