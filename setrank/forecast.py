@@ -769,6 +769,40 @@ def season_truth(team_games:pd.DataFrame, state:SeasonState)->tuple[np.ndarray, 
     champ = np.flatnonzero(po.series_won.to_numpy() == po.series_won.max()) if made.any() else []
     return wins, made, (int(champ[0]) if len(champ) == 1 else None)
 
+def _check_backtest_folder(bt:Path, seasons:list[str]):
+    for s in seasons:
+        for name in ('manifest.json', 'scores.parquet', 'oof.parquet'):
+            if not (bt/s/name).exists():
+                raise SetrankError(f'{bt/s/name} is missing: run `setrank backtest --seasons {seasons[0]}:{seasons[-1]}` '
+                                   f'(same --data and --config) first')
+
+def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.DataFrame, models:dict, season:str,
+                        as_of:pd.Timestamp, n_sims:int, seed:int)->list[dict]:
+    "Each method's forecast of `season` from `as_of` over the real games left, scored against what happened."
+    tg = tables['team_games']
+    state = season_state(tables, season, as_of)
+    games = games_after(tg, season, as_of)
+    remaining = RemainingSchedule(games, 'games', f'{len(games)} real games after the date')
+    features_at = feature_as_of(rows, season, as_of)
+    at = lambda frame: frame[(frame.season == season) & (pd.to_datetime(frame.as_of) == features_at)].set_index('team_id').reindex(state.teams.team_id)
+    at_rows, at_scores = at(rows), at(scores)
+    truth = season_truth(tg, state)
+    idx = pd.Index(state.teams.team_id)
+    home, away = idx.get_indexer(games.home_team_id), idx.get_indexer(games.away_team_id)
+    out = []
+    for method in FORECAST_METHODS:
+        gm = models[method]
+        strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
+                    else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
+        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
+        fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
+        prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
+        out.append({'method': method, **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
+                    'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
+                    'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
+                    'regression_games': gm.regression_games})
+    return out
+
 def forecast_backtest(cfg:Config,               # the backtest's config (data source, paths, forecast settings)
                       seasons:Sequence[str],    # test seasons, each a folder of the backtest
                       backtest_dir=None,        # default: paths.runs/backtest_<first>_<last> (`setrank backtest`)
@@ -780,11 +814,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
     from setrank.pipeline import load_league, run_features
     seasons = list(seasons)
     bt = Path(backtest_dir) if backtest_dir is not None else Path(cfg.paths.runs)/f'backtest_{seasons[0]}_{seasons[-1]}'
-    for s in seasons:
-        for name in ('manifest.json', 'scores.parquet', 'oof.parquet'):
-            if not (bt/s/name).exists():
-                raise SetrankError(f'{bt/s/name} is missing: run `setrank backtest --seasons {seasons[0]}:{seasons[-1]}` '
-                                   f'(same --data and --config) first')
+    _check_backtest_folder(bt, seasons)
     dates = list(dates or cfg.forecast.backtest_dates)
     n_sims = cfg.forecast.simulations if n_sims is None else int(n_sims)
     seed = cfg.repro.seed if seed is None else int(seed)
@@ -807,28 +837,10 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
             if not first < as_of <= last:
                 if progress: print(f'{s} {md_}: skipped ({as_of.date()} is outside its regular season {first.date()}..{last.date()})')
                 continue
-            state = season_state(tables, s, as_of)
-            games = games_after(tg, s, as_of)
-            remaining = RemainingSchedule(games, 'games', f'{len(games)} real games after the date')
-            cut = feature_as_of(rows, s, as_of)
-            at_rows = rows[(rows.season == s) & (pd.to_datetime(rows.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
-            at_scores = scores[(scores.season == s) & (pd.to_datetime(scores.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
-            truth = season_truth(tg, state)
-            idx = pd.Index(state.teams.team_id)
-            home, away = idx.get_indexer(games.home_team_id), idx.get_indexer(games.away_team_id)
-            for method in FORECAST_METHODS:
-                gm = models[method]
-                strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
-                            else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
-                rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
-                fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
-                prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
-                out.append({'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), 'method': method,
-                            **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
-                            'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
-                            'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
-                            'regression_games': gm.regression_games, 'calibrated_on': ','.join(validation)})
-            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f}" for r in out[-len(FORECAST_METHODS):]))
+            scored = _forecast_from_date(cfg, tables, rows, scores, models, s, as_of, n_sims, seed)
+            out += [{'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), **r, 'calibrated_on': ','.join(validation)}
+                    for r in scored]
+            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f}" for r in scored))
     table = pd.DataFrame(out)
     table.to_csv(bt/'forecast_backtest.csv', index=False)
     atomic_write(bt/'forecast_backtest.md', f'# Forecast backtest {seasons[0]} to {seasons[-1]}\n\n```\n'

@@ -16,6 +16,7 @@ from .files import atomic_write, json_ready, write_json
 from .attention import SetAttention, attention_entropy, fallback_weights, minutes_share
 from .features import FeatureSchema, FeatureSet, Standardizer
 from .baselines import list_spearman, mean_list_spearman
+from .targets import LABELS
 
 # %% auto #0
 __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATEAU_RTOL', 'PLATEAU_EPOCHS', 'CHECKPOINT_FORMAT',
@@ -711,7 +712,7 @@ def _future_minutes(fs:FeatureSet, mcfg:ModelAConfig, device)->Optional[torch.Te
 
 def _prepare_fit(fs:FeatureSet, split:SeasonSplit, cfg:Config, device:torch.device, amp:bool)->_Fit:
     "Lists, model, inputs, labels, generator, games, future minutes and optimizer, in this order (the order is part of the seed)."
-    mcfg, tcfg, target = cfg.model_a, cfg.training, f'y_{cfg.training.target}'
+    mcfg, tcfg, target = cfg.model_a, cfg.training, LABELS[cfg.training.target]
     rows = fs.rows
     train_pos = np.flatnonzero(rows['season'].isin(split.train).to_numpy())
     lists, monitor, validates = _list_sets(rows, split, tcfg)

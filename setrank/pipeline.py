@@ -13,7 +13,7 @@ import numpy as np
 import setrank
 from .config import OBJECTIVES, Config, SetrankError, config_hash, config_yaml
 from .files import atomic_write, read_json, write_json
-from .targets import horizon_label, horizon_rows
+from .targets import LABELS, horizon_label, horizon_rows
 
 # %% auto #0
 __all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
@@ -137,7 +137,7 @@ def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
                     )->dict:
     "Mean over `seasons` of the headline metrics of `scores` (aligned with `rows`); NaN-free where defined."
     from setrank.baselines import spearman, ndcg_at_k, rank_mae
-    label, out = f'y_{target}', {k: [] for k in OBJECTIVES}
+    label, out = LABELS[target], {k: [] for k in OBJECTIVES}
     inside = [h for h in horizons if h < 1] if target == 'rest_of_season' else list(horizons)
     rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
                        _playoff=np.asarray(scores if playoff is None else playoff, dtype=np.float64))
@@ -203,7 +203,7 @@ def out_of_fold_scores(fs,                 # the run's FeatureSet
     oof_b = oof_model_b(fs, cfg, oof_seasons=oof_seasons, min_train_seasons=2, early_stopping_seasons=1)
     prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)   # out of fold by construction (no training)
     oof = _base_frame(fs, {'model_a': oof_a, 'xgb': oof_b['xgb'].to_numpy(), 'rf': oof_b['rf'].to_numpy(), 'prior': prior},
-                      f'y_{cfg.training.target}')
+                      LABELS[cfg.training.target])
     return oof[oof.season.isin(oof_seasons)]
 
 # %% ../nbs/13_pipeline.ipynb #08a5d045
@@ -224,7 +224,7 @@ def base_scores(fs, cfg:Config, model_a, model_b, positions:np.ndarray)->tuple['
     from setrank.stacking import simple_prior
     pa, pb = predict_model_a(model_a, fs, positions), predict_model_b(model_b, fs, positions)
     prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)[positions]
-    frame = _base_frame(fs, {}, f'y_{cfg.training.target}').iloc[positions].assign(
+    frame = _base_frame(fs, {}, LABELS[cfg.training.target]).iloc[positions].assign(
         model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=prior)
     return frame, pa
 
@@ -353,7 +353,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     stages.update()
     with stage('features'): fs = run_features(cfg, tables, fingerprint)
     stages.update()
-    rows, target_col, plan = fs.rows, f'y_{cfg.training.target}', plan_run(cfg, fs.rows, tables)
+    rows, target_col, plan = fs.rows, LABELS[cfg.training.target], plan_run(cfg, fs.rows, tables)
     split = plan.split
     say(f'seasons: train {split.train[0]}..{split.train[-1]}, validation {split.validation}, test {split.test}; '
         f'out-of-fold {plan.oof_seasons}')

@@ -390,6 +390,25 @@ def _check_inputs(rows, scores, required, attention):
     return out
 
 # %% ../nbs/09_predict.ipynb #8ef22444
+def _team_entry(i:int, rows, ens, league, conf_rank, odds, model_ranks, spread, actual, contributors, ig_contributors,
+                target:str, margin:int)->dict:
+    "Team `i`'s entry of the predictions document: prediction, analysis against the truth, diagnostics, contributors."
+    n, team_id = len(rows), int(rows.team_id.iloc[i])
+    known = {t: (int(a[0][i]), int(a[1][i])) for t, a in actual.items() if np.isfinite(a[0][i])}
+    delta = {t: k[0] - int(league[i]) for t, k in known.items()}
+    roster = dict(contributors[i])
+    if ig_contributors is not None and team_id in ig_contributors: roster['ig_contributors'] = list(ig_contributors[team_id])
+    return {'team_id': team_id, 'team': str(rows.team.iloc[i]), 'conference': str(rows.conference.iloc[i]),
+            'prediction': {'strength_score': float(ens[i]), 'league_rank': int(league[i]), 'conference_rank': int(conf_rank[i]),
+                           'ensemble_percentile': round(100*(n - int(league[i]))/max(n - 1, 1), 4),
+                           'championship_odds': float(odds[i])},
+            'analysis': {'target': target,
+                         'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
+                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(target), margin),
+                         'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
+            'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
+            'roster_dependence': roster}
+
 def build_predictions(rows:pd.DataFrame,               # one as-of date, one row per team: season, as_of, team_id, team, conference, labels y_*
                       scores:Mapping[str, np.ndarray], # model name -> (teams,) scores aligned with `rows`, higher = stronger
                       attention:Optional[Mapping[str, Any]], # weights (teams[, heads], players) that pooled, player_ids, fallback, player_names
@@ -424,24 +443,8 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
     actual = {t: actual_ranks(rows[LABELS[t]].to_numpy(np.float64), conf) for t in TARGETS if LABELS[t] in rows}
     contributors = primary_contributors(attention['weights'], attention['player_ids'], attention.get('fallback'),
                                         attention.get('player_names'), cfg.top_contributors)
-    teams = []
-    for i in range(n):
-        known = {t: (int(a[0][i]), int(a[1][i])) for t, a in actual.items() if np.isfinite(a[0][i])}
-        delta = {t: k[0] - int(league[i]) for t, k in known.items()}
-        roster = dict(contributors[i])
-        if ig_contributors is not None and int(team_ids[i]) in ig_contributors:
-            roster['ig_contributors'] = list(ig_contributors[int(team_ids[i])])
-        teams.append({
-            'team_id': int(team_ids[i]), 'team': str(rows.team.iloc[i]), 'conference': str(conf[i]),
-            'prediction': {'strength_score': float(ens[i]), 'league_rank': int(league[i]), 'conference_rank': int(conf_rank[i]),
-                           'ensemble_percentile': round(100*(n - int(league[i]))/max(n - 1, 1), 4),
-                           'championship_odds': float(odds[i])},
-            'analysis': {'target': target,
-                         'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
-                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(target), margin),
-                         'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
-            'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
-            'roster_dependence': roster})
+    teams = [_team_entry(i, rows, ens, league, conf_rank, odds, model_ranks, spread, actual, contributors, ig_contributors,
+                         target, margin) for i in range(n)]
     teams.sort(key=lambda t: t['prediction']['league_rank'])
     as_of = pd.Timestamp(rows.as_of.iloc[0])
     doc = {'schema_version': 1, 'run_id': run_id, 'season': str(rows.season.iloc[0]), 'as_of': as_of.date().isoformat(),

@@ -27,7 +27,7 @@ def _box_line(rng, pts:int)->dict:
 def toy_league(seed:int=0,              # random seed
                dates_per_season:int=6,  # regular-season game dates per season (every team plays on each date)
               )->dict[str, pd.DataFrame]:
-    "A tiny consistent league (4 teams, 2 seasons, playoffs, one trade, DNPs) in the canonical `tables` layout."
+    "Example data for the notebooks: a tiny consistent league (4 teams, 2 seasons, playoffs, one trade, DNPs) as `tables`."
     rng = np.random.default_rng(seed)
     teams = pd.DataFrame({'team_id': np.array([1, 2, 3, 4], dtype='int64'), 'abbreviation': ['AAA', 'BBB', 'CCC', 'DDD'],
                           'name': ['Aces', 'Bees', 'Cats', 'Dogs'], 'conference': ['East', 'East', 'West', 'West'],
