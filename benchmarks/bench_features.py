@@ -17,7 +17,8 @@ t0 = time.perf_counter()
 import numpy as np, pandas as pd
 from pathlib import Path
 from setrank.config import TrainingConfig
-from setrank.features import build_features, fingerprint_tables
+from setrank.data import tables_fingerprint
+from setrank.features import build_features
 phase, data, cache, windows = sys.argv[1], Path(sys.argv[2]), sys.argv[3], [int(w) for w in sys.argv[4].split(',')]
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
 imports = time.perf_counter() - t0
@@ -28,7 +29,7 @@ tables = {'teams': pd.read_csv(data/'teams.csv'), 'team_games': pd.read_parquet(
           'player_dnp': pd.read_parquet(data/'player_dnp.parquet')}
 read = time.perf_counter() - t
 t = time.perf_counter()
-fingerprint = fingerprint_tables(tables)
+fingerprint = tables_fingerprint(tables)
 fingerprint_s = time.perf_counter() - t
 t = time.perf_counter()
 fs = build_features(tables, TrainingConfig(rolling_windows=windows), fingerprint, cache_dir=cache)
@@ -63,7 +64,7 @@ def main():
     print(f'feature build, real data, windows {args.windows}: budget cold < 30 s, cached < 3 s, peak memory < 4 GB')
     print('  '.join(c.rjust(w) for c, w in zip(cols, widths)))
     for r in rows: print('  '.join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
-    print('build_s: build_features (cold: compute + atomic cache write; cached: load); fingerprint_s: fingerprint_tables; '
+    print('build_s: build_features (cold: compute + atomic cache write; cached: load); fingerprint_s: tables_fingerprint; '
           'read_s: reading the parquet files; rss_peak_mb: process peak RSS, imports and tables included')
 
 if __name__ == '__main__':

@@ -10,7 +10,10 @@ dropped from every table, the dropped 2023-24 regular-season games written as sc
    point differential: same game model link, same validation season, same simulations);
 4. with --run-check, `setrank run --data db` on the cut data: it must finish and evaluate no 2023-24 number.
 
-    python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check]
+    python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check] [--json FILE]
+
+With --json FILE it also writes the checks and the RMSEs as JSON (`setrank report readme --in-progress FILE` puts them in the
+README's forecast table).
 
 Timings are wall-clock seconds on this machine; say whether it was loaded when you quote them.
 """
@@ -33,16 +36,17 @@ def main():
     ap.add_argument('--as-of', default='2024-01-15')
     ap.add_argument('--sims', type=int, default=10000)
     ap.add_argument('--run-check', action='store_true', help='also `setrank run --data db` on the cut data')
+    ap.add_argument('--json', help='also write the checks and RMSEs to this JSON file')
     args = ap.parse_args()
     from setrank.data import read_folder
-    from setrank.forecast import (cut_tables, write_folder, season_state, games_after, RemainingSchedule, forecast_cut,
+    from setrank.forecast import (tables_before, write_folder, season_state, games_after, RemainingSchedule, feature_as_of,
                                   baseline_game_models, baseline_strength, match_ratings, forecast_season)
     src = Path(os.environ.get('SETRANK_NBA_DATA', REPO.parent/'shared'/'data'/'nba'))
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_forecast_')); work.mkdir(parents=True, exist_ok=True)
     as_of = pd.Timestamp(args.as_of)
     full, _ = read_folder(src)
     t0 = time.perf_counter()
-    cut = cut_tables(full, as_of)
+    cut = tables_before(full, as_of)
     write_folder(cut, work/'nba_cut')
     cut_s = time.perf_counter() - t0
     import_s, _ = setrank('data', 'import', str(work/'nba_cut'), cwd=work)
@@ -67,12 +71,12 @@ def main():
     games = tables['schedule'][tables['schedule'].season == season]
     remaining = RemainingSchedule(pd.DataFrame({'home_team_id': games.home_team_id.to_numpy(), 'away_team_id': games.away_team_id.to_numpy(),
                                                 'neutral_site': False}), 'schedule', '')
-    cutday = forecast_cut(rows, season, as_of)
+    cutday = feature_as_of(rows, season, as_of)
     at = rows[(rows.season == season) & (rows.as_of == cutday)].set_index('team_id').reindex(state.teams.team_id).reset_index()
     rmse = {'setrank': float(np.sqrt(((teams.projected_wins - final.reindex(teams.index))**2).mean()))}
     for method, gm in baseline_game_models(tables['team_games'], rows[rows.season.isin(validation)]).items():
         strength = baseline_strength(at, method, gm.regression_games)
-        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
+        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
         fc = forecast_season(state, remaining, rating, gm.home_advantage, args.sims, cfg.repro.seed)
         rmse[method] = float(np.sqrt(((fc.teams.projected_wins.to_numpy() - final.reindex(state.teams.team_id).to_numpy())**2).mean()))
 
@@ -89,6 +93,14 @@ def main():
     print(f'\n{"projected final wins vs real 2023-24":<44}{"RMSE":>12}')
     for m, v in rmse.items(): print(f'{m:<44}{v:12.3f}')
     print(f'setrank below both baselines: {rmse["setrank"] < min(rmse["win_pct"], rmse["point_diff_regressed"])}')
+    if args.json:
+        from setrank.files import write_json
+        write_json(args.json, {'season': season, 'as_of': doc['as_of'], 'games_left': doc['schedule']['games_left'],
+                               'simulations': args.sims, 'seed': cfg.repro.seed, 'wins_rmse': rmse,
+                               'sums': {'projected_wins': float(teams.projected_wins.sum()),
+                                        'title_odds': float(teams.title_odds.sum()),
+                                        'playoff_odds': float(teams.playoff_odds.sum())},
+                               'forecast_seconds': round(forecast_s, 1)})
     if args.run_check:
         run_s, _ = setrank('run', '--data', 'db', '--quiet', cwd=work)
         last = sorted((work/'runs').glob('run_*'))[-1]

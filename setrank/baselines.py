@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Optional, Sequence
 import numpy as np, pandas as pd
 from scipy import stats
-from .config import SetrankError, TrainingConfig, parse_season
-from .targets import as_of_grid, horizon_index, LABELS
+from .config import TARGETS, SetrankError, TrainingConfig, parse_season
+from .targets import as_of_grid, horizon_label, horizon_rows, LABELS
 from .features import FeatureSet, compute_features
 
 # %% auto #0
-__all__ = ['METRICS', 'BASELINES', 'TARGETS', 'ranks', 'spearman', 'kendall_b', 'rank_mae', 'relevance', 'ndcg_at_k',
-           'list_spearman', 'mean_list_spearman', 'key_lists', 'list_metrics', 'random_metrics', 'evaluate_lists',
-           'evaluate_baselines', 'summarize_metrics', 'baselines_table', 'format_baselines_table']
+__all__ = ['METRICS', 'BASELINES', 'ranks', 'spearman', 'kendall_b', 'rank_mae', 'relevance', 'ndcg_at_k', 'list_spearman',
+           'mean_list_spearman', 'key_lists', 'list_metrics', 'random_metrics', 'evaluate_lists', 'evaluate_baselines',
+           'summarize_metrics', 'baselines_table', 'format_baselines_table']
 
 # %% ../nbs/04b_baselines.ipynb #ba90a5ff
 def _one_list(*arrays:np.ndarray)->bool:
@@ -172,16 +172,6 @@ def evaluate_lists(frame:pd.DataFrame,   # one row per team per list
 BASELINES = {'win_pct': 'win_pct', 'point_diff': 'point_diff', 'srs': 'srs',
              'prev_season_win_pct': 'prior_win_pct', 'prior_player_rating': 'prior_rating', 'roster_rating': 'roster_rating'}
 _NEEDS_PREVIOUS_SEASON = {'prev_season_win_pct', 'prior_player_rating'}
-TARGETS = tuple(LABELS)
-
-def _horizon_rows(fs:FeatureSet, horizons:Sequence[float])->pd.DataFrame:
-    "The rows of `fs` at each horizon's cut, with a horizon column."
-    rows = fs.rows
-    parts = []
-    for h in horizons:
-        cut = np.array([horizon_index(int(n), h) for n in rows.n_dates])
-        parts.append(rows[rows.date_index.to_numpy() == cut].assign(horizon=float(h)))
-    return pd.concat(parts, ignore_index=True)
 
 def evaluate_baselines(tables:dict,                       # canonical tables
                        target:Optional[str]=None,         # one of TARGETS; None = all three
@@ -197,7 +187,8 @@ def evaluate_baselines(tables:dict,                       # canonical tables
     if features is None:
         grid = as_of_grid(tables['team_games'], horizons=horizons)
         features = compute_features(tables, training_cfg or TrainingConfig(), grid)
-    rows = _horizon_rows(features, horizons)
+    rows = pd.concat([horizon_rows(features.rows, h, require_all=False).assign(horizon=float(h)) for h in horizons],
+                     ignore_index=True)
     years = {parse_season(s) for s in tables['team_games'].season.unique()}
     has_previous = rows.season.map(lambda s: parse_season(s) - 1 in years).to_numpy(dtype=bool)
     out = []
@@ -242,7 +233,7 @@ def format_baselines_table(table:pd.DataFrame, # from `baselines_table`
     "The table as aligned text: `mean ± sd` per metric, horizons as 25% / 50% / 75% / end."
     t = table[table.metric.isin(metrics)].copy()
     t['cell'] = [f'{m:.3f} ± {s:.3f}' if np.isfinite(s) else f'{m:.3f}' for m, s in zip(t['mean'], t['sd'])]
-    t['horizon'] = ['end' if h >= 1 else f'{h:.0%}' for h in t.horizon]
+    t['horizon'] = [horizon_label(h) for h in t.horizon]
     keys = ['target', 'teams', 'horizon', 'baseline']
     wide = t.pivot_table(index=keys, columns='metric', values='cell', aggfunc='first', sort=False)
     n = t.groupby(keys, sort=False).n_seasons.max()

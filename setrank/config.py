@@ -6,17 +6,18 @@
 from __future__ import annotations
 import difflib, hashlib, json, copy, io, importlib.resources, re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig', 'PathsConfig', 'DataConfig', 'ReproConfig',
-           'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig', 'RFConfig', 'ModelBConfig',
-           'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig', 'Config', 'get_path',
-           'set_path', 'deep_merge', 'read_yaml', 'format_validation_error', 'validate_config', 'load_config',
-           'config_hash', 'config_yaml', 'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons',
-           'check_name', 'inside_folder']
+__all__ = ['Target', 'TARGETS', 'Objective', 'OBJECTIVES', 'SeasonKey', 'DEFAULTS_PATH', 'SetrankError', 'SeasonsConfig',
+           'PathsConfig', 'DataConfig', 'ReproConfig', 'FeatureSettings', 'TrainingConfig', 'ModelAConfig', 'XGBConfig',
+           'RFConfig', 'ModelBConfig', 'StackingConfig', 'OutputConfig', 'ForecastConfig', 'ParamSpace', 'SweepConfig',
+           'Config', 'get_path', 'set_path', 'deep_merge', 'parse_yaml', 'read_yaml', 'format_validation_error',
+           'validate_config', 'load_config', 'config_hash', 'round_trip_yaml', 'flow_list', 'config_yaml',
+           'parse_season', 'season_key', 'season_range', 'SeasonSplit', 'resolve_seasons', 'check_name',
+           'inside_folder']
 
 # %% ../nbs/00_config.ipynb #69db7ff1
 class SetrankError(Exception):
@@ -26,6 +27,11 @@ class SetrankError(Exception):
 # %% ../nbs/00_config.ipynb #0601f003
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', strict=True, validate_assignment=True)
+
+Target = Literal['rest_of_season', 'final_rank', 'playoff_outcome']   # what a ranking is judged against (higher = stronger)
+TARGETS: tuple[str, ...] = get_args(Target)
+Objective = Literal['spearman', 'ndcg_at_8', 'rank_mae', 'playoff_spearman']  # a run's headline metrics; a sweep optimizes one
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 SeasonKey = str  # "YYYY-YY"
 
@@ -79,10 +85,14 @@ class FeatureSettings(_Section):
     elo_home: float = Field(100.0, ge=0)              # Elo points of the home court
     elo_regression: float = Field(0.25, ge=0, le=1)   # share of the way back to the mean between seasons
     shrink_games: float = Field(40.0, ge=0)           # shrunk point differential: weight of the roster prior, in games
+    rate_min_minutes: float = Field(36.0, gt=0)       # per-36 rates divide by at least this many minutes (no x9 for a cameo)
+    prior_attempts: float = Field(10.0, ge=0)         # TS % and usage shrink toward the league by this many pseudo-attempts
+    league_ts_pct: float = Field(0.55, gt=0, lt=1)    # the true shooting % that shooting shrinks toward
+    rest_days_cap: int = Field(10, ge=1)              # rest days count up to this (a team's first game of the data gets it)
 
 class TrainingConfig(_Section):
     "The declared target, the feature windows, roster size and how training lists are built."
-    target: Literal['rest_of_season', 'final_rank', 'playoff_outcome'] = 'rest_of_season'
+    target: Target = 'rest_of_season'
     rolling_windows: list[int] = Field(default_factory=lambda: [15, 30], min_length=1)
     roster_size: int = Field(12, ge=5, le=20)
     list_by: Literal['conference', 'league'] = 'conference'
@@ -125,6 +135,7 @@ class ModelAConfig(_Section):
     keep_start: bool = True
     id_dropout: float = Field(0.1, ge=0, lt=1)
     embedding_lr_scale: float = Field(0.1, gt=0, le=10)
+    game_rest_days_cap: int = Field(3, ge=0)   # the game loss: rest days beyond this add nothing to a game's margin
     cpu_threads: Optional[int] = Field(1, ge=1)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(6, ge=1)
@@ -177,6 +188,7 @@ class ForecastConfig(_Section):
     "`setrank forecast`: how many simulations of the rest of a season, and the dates its backtest forecasts from."
     simulations: int = Field(10000, ge=1, le=1_000_000)
     backtest_dates: list[str] = Field(default_factory=lambda: ['12-01', '01-15', '03-01'], min_length=1)
+    rating_prior_weight: float = Field(1.0, ge=0)   # matched ratings: pull toward each team's logit(win %), in games
 
     @model_validator(mode='after')
     def _check(self):
@@ -205,7 +217,7 @@ class SweepConfig(_Section):
     "Hyperparameter sweeps: method, budget, the validation objective, the search space and dead-worker recovery."
     method: Literal['optuna', 'grid'] = 'optuna'
     n_trials: int = Field(10, ge=1)
-    objective: Literal['spearman', 'ndcg8', 'rank_mae', 'playoff_spearman'] = 'spearman'
+    objective: Objective = 'spearman'
     heartbeat_s: int = Field(15, ge=1, le=3600)
     grace_s: int = Field(60, ge=2, le=86400)
     max_retries: int = Field(2, ge=0, le=100)
@@ -267,18 +279,24 @@ def deep_merge(base:dict, override:dict)->dict:
 # %% ../nbs/00_config.ipynb #c0547dc7
 DEFAULTS_PATH = Path(str(importlib.resources.files('setrank')/'defaults.yaml'))
 
-def read_yaml(path:Union[str, Path])->dict:
-    "Parse a YAML 1.2 mapping from `path` (so `1e-5` is a number); a missing file or bad YAML is a `SetrankError`."
-    path = Path(path)
-    if not path.exists(): raise SetrankError(f'config file not found: {path}')
+def parse_yaml(text:str,              # YAML text
+               source:str='config',    # where it came from, for messages
+              )->dict:
+    "Parse a YAML 1.2 mapping (so `1e-5` is a number); bad YAML or a non-mapping is a `SetrankError` naming `source`."
     from ruamel.yaml import YAML, YAMLError
-    try: data = YAML(typ='safe', pure=True).load(path.read_text()) or {}
+    try: data = YAML(typ='safe', pure=True).load(text) or {}
     except YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f' (line {mark.line+1}, column {mark.column+1})' if mark else ''
-        raise SetrankError(f'{path}: not valid YAML{where}: {getattr(e, "problem", e)}') from None
-    if not isinstance(data, dict): raise SetrankError(f'{path}: expected a mapping of config sections, got {type(data).__name__}')
+        raise SetrankError(f'{source}: not valid YAML{where}: {getattr(e, "problem", e)}') from None
+    if not isinstance(data, dict): raise SetrankError(f'{source}: expected a mapping of config sections, got {type(data).__name__}')
     return data
+
+def read_yaml(path:Union[str, Path])->dict:
+    "Parse the YAML mapping in `path`; a missing file or bad YAML is a `SetrankError`."
+    path = Path(path)
+    if not path.exists(): raise SetrankError(f'config file not found: {path}')
+    return parse_yaml(path.read_text(), str(path))
 
 # %% ../nbs/00_config.ipynb #a7d4056c
 def _known_keys(model:type[BaseModel], loc:tuple)->list[str]:
@@ -332,21 +350,31 @@ def config_hash(cfg:Config, *sections:str)->str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(',', ':')).encode()).hexdigest()[:12]
 
 # %% ../nbs/00_config.ipynb #5b6d582a
+def round_trip_yaml(width:int=120)->'ruamel.yaml.YAML':
+    "ruamel.yaml in round-trip mode (comments and layout kept), writing None as `null` and lines up to `width`."
+    from ruamel.yaml import YAML
+    rt = YAML(); rt.width = width; rt.preserve_quotes = True
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
+    return rt
+
+def flow_list(v):
+    "A list of scalars in flow style (`[15, 30]`), as the defaults file writes it; anything else unchanged."
+    from ruamel.yaml.comments import CommentedSeq
+    if not (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)): return v
+    seq = CommentedSeq(v); seq.fa.set_flow_style()
+    return seq
+
 def _update_commented(node, values):
     "Overwrite the values of ruamel mapping `node` with plain dict `values`, keeping comments and key order."
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
     for k, v in values.items():
         if isinstance(v, dict) and isinstance(node.get(k), CommentedMap) and set(v) == set(node[k]):
             _update_commented(node[k], v)
-        elif isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
-            seq = CommentedSeq(v); seq.fa.set_flow_style(); node[k] = seq
-        else: node[k] = v
+        else: node[k] = flow_list(v)
 
 def config_yaml(cfg:Config)->str:
     "The config as commented YAML: the defaults file's layout and comments, with `cfg`'s values."
-    from ruamel.yaml import YAML
-    rt = YAML(); rt.width = 120
-    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
+    rt = round_trip_yaml()
     doc = rt.load(DEFAULTS_PATH.read_text())
     _update_commented(doc, cfg.model_dump(mode='json'))
     buf = io.StringIO(); rt.dump(doc, buf)

@@ -17,19 +17,19 @@ import pyarrow.parquet as pq
 import duckdb
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 from .config import SetrankError, PathsConfig, parse_season, season_key, season_range
-from .files import atomic_write
+from .files import atomic_write, write_json
 
 # %% auto #0
-__all__ = ['SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA', 'EXTRA_SCHEMA', 'SEASON_TYPES',
-           'CONFERENCES', 'DEFAULT_DB', 'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV', 'TEAM_LOG_HEADERS',
-           'PLAYER_LOG_HEADERS', 'table_schema', 'empty_table', 'coerce_table', 'validate_tables', 'tables_fingerprint',
-           'StoreSummary', 'Store', 'write_store', 'load_tables', 'data_fingerprint', 'store_info', 'read_folder',
-           'import_folder', 'nba_teams', 'game_log_frame', 'tables_from_game_logs', 'cache_path', 'fetch_seasons',
-           'schedule_from_league_schedule', 'schedule_cache_path', 'fetch_schedule']
+__all__ = ['BOX_SCORE_COLUMNS', 'SCHEMA', 'CANONICAL_TABLES', 'PLAY_IN_CUP_TABLE', 'SCHEDULE_TABLE', 'SCHEDULE_SCHEMA',
+           'EXTRA_SCHEMA', 'SEASON_TYPES', 'CONFERENCES', 'DEFAULT_DB', 'STORE_SCHEMA_VERSION', 'NBA_TEAMS_CSV',
+           'TEAM_LOG_HEADERS', 'PLAYER_LOG_HEADERS', 'table_schema', 'empty_table', 'coerce_table', 'validate_tables',
+           'tables_fingerprint', 'StoreSummary', 'Store', 'write_store', 'load_tables', 'data_fingerprint',
+           'store_info', 'read_folder', 'import_folder', 'nba_teams', 'game_log_frame', 'tables_from_game_logs',
+           'cache_path', 'fetch_seasons', 'schedule_from_league_schedule', 'schedule_cache_path', 'fetch_schedule']
 
 # %% ../nbs/01_data.ipynb #ac3b0aa3
 _GAME_COLUMNS = {'game_id': 'str', 'game_date': 'datetime64[us]', 'season': 'str', 'season_type': 'str'}
-_BOX = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
+BOX_SCORE_COLUMNS = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']  # a player's counting stats
 
 SCHEMA: dict[str, dict[str, str]] = {
     'teams': {'team_id': 'int64', 'abbreviation': 'str', 'name': 'str', 'conference': 'str', 'division': 'str',
@@ -40,7 +40,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     'player_games': {**_GAME_COLUMNS, 'team_id': 'int64', 'team': 'str', 'opponent_team_id': 'int64', 'opponent': 'str',
                      'is_home': 'bool', 'neutral_site': 'bool', 'win': 'bool', 'player_id': 'str',
                      'nba_player_id': 'Int64', 'player_name': 'str', 'starter': 'bool', 'minutes': 'float64',
-                     'seconds': 'int32', **{c: 'int16' for c in _BOX}, 'plus_minus': 'Int16', 'source': 'str'},
+                     'seconds': 'int32', **{c: 'int16' for c in BOX_SCORE_COLUMNS}, 'plus_minus': 'Int16', 'source': 'str'},
     'player_dnp': {**_GAME_COLUMNS, 'team_id': 'int64', 'team': 'str', 'player_id': 'str', 'player_name': 'str',
                    'dnp_reason': 'str', 'source': 'str'},
 }
@@ -635,7 +635,7 @@ def _player_rows(log:pd.DataFrame, team_games:pd.DataFrame, label:str)->pd.DataF
         'game_id': log['GAME_ID'].astype(str).str.zfill(10), 'team_id': pd.to_numeric(log['TEAM_ID']).astype('int64'),
         'player_id': 'nba:' + log['PLAYER_ID'].astype('int64').astype(str), 'nba_player_id': log['PLAYER_ID'],
         'player_name': log['PLAYER_NAME'], 'starter': False, 'minutes': minutes, 'seconds': (minutes*60).round(),
-        **{c: log[c.upper()] for c in _BOX}, 'plus_minus': log['PLUS_MINUS'], 'source': 'nba_api'})
+        **{c: log[c.upper()] for c in BOX_SCORE_COLUMNS}, 'plus_minus': log['PLUS_MINUS'], 'source': 'nba_api'})
     context = team_games[['game_id', 'team_id', 'game_date', 'season', 'season_type', 'team', 'opponent_team_id',
                           'opponent', 'is_home', 'neutral_site', 'win']]
     rows = rows.merge(context, on=['game_id', 'team_id'], how='left', indicator=True)
@@ -670,10 +670,6 @@ def cache_path(cache_dir:Union[str, Path], season:str, season_type:str, player_o
     "Where the raw response for one season, season type and log kind ('T' or 'P') is cached."
     kind = {'T': 'team', 'P': 'player'}[player_or_team]
     return Path(cache_dir)/f'leaguegamelog_{season}_{_SEASON_TYPE_SLUG[season_type]}_{kind}.json'
-
-def _write_json(path:Path, data:dict):
-    "Atomic JSON write (temp file in the same folder, then rename)."
-    atomic_write(path, json.dumps(data))
 
 def _request(fetch:Callable[[], dict], # one request
              what:str,                  # how messages name it
@@ -727,7 +723,7 @@ def fetch_seasons(seasons:Union[str, list[str]],          # season keys, or a ra
                     payload = _request(paced, f'stats.nba.com LeagueGameLog season={season} season_type={season_type!r} '
                                               f'player_or_team={kind}', retries, backoff_s)
                     game_log_frame(payload, f'stats.nba.com LeagueGameLog {season} {season_type} {kind}')
-                    _write_json(path, payload)
+                    write_json(path, payload, indent=None)
                 logs[kind].append(game_log_frame(payload, str(path)))
     frames = {k: pd.concat(v, ignore_index=True) for k, v in logs.items()}
     tables = tables_from_game_logs(frames['T'], frames['P'], f'nba_api ({cache_dir})')
@@ -815,6 +811,6 @@ def fetch_schedule(seasons:Union[str, list[str]],          # season keys, or a r
                                            f'({type(e).__name__}: {why})') from None
                     time.sleep(backoff_s * 2**attempt)
             schedule_from_league_schedule(payload, f'stats.nba.com ScheduleLeagueV2 {season}')
-            _write_json(path, payload)
+            write_json(path, payload, indent=None)
         frames.append(schedule_from_league_schedule(payload, str(path)))
     return pd.concat(frames, ignore_index=True) if frames else schedule_from_league_schedule({'leagueSchedule': {'gameDates': []}})

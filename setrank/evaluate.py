@@ -5,24 +5,26 @@
 # %% ../nbs/10_evaluate.ipynb #426dce91
 from __future__ import annotations
 import math, warnings, zlib
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np, pandas as pd
+from scipy import stats
 
-from .config import SetrankError, parse_season
-from .files import atomic_write
-from .targets import LABELS, horizon_index
+from .config import TARGETS, SetrankError, parse_season
+from .files import atomic_write, read_json, write_json, write_png
+from .targets import LABELS, horizon_index, horizon_label, horizon_rows
 from .baselines import (BASELINES, _NEEDS_PREVIOUS_SEASON, kendall_b, ndcg_at_k, random_metrics, rank_mae,
                                spearman)
-from .predict import MODEL_NAMES, TARGETS, file_sha256, write_json_atomic, write_text_atomic
+from .predict import MODEL_NAMES, file_sha256
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'RANDOM', 'METHODS', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',
-           'championship_log_loss', 'keyed_rng', 'apply_metric', 'percentile_interval', 'bootstrap_ci',
-           'paired_delta_ci', 'horizon_label', 'horizon_rows', 'baseline_scores', 'score_list', 'evaluate_run',
-           'describe_method', 'headline_list', 'headline_lines', 'ranking_table', 'eval_report_markdown',
+           'championship_log_loss', 'keyed_rng', 'apply_metric', 'percentile_interval', 'bootstrap_replicates',
+           'bootstrap_ci', 'paired_delta_ci', 'baseline_scores', 'score_list', 'evaluate_run', 'describe_method',
+           'headline_list', 'headline_lines', 'ranking_table', 'markdown_table', 'eval_report_markdown',
            'strongest_baselines', 'plot_metric_by_horizon', 'plot_rank_scatter', 'plot_title_odds', 'write_eval_report',
            'ablation_table']
 
@@ -42,7 +44,7 @@ def metric_label(name:str)->str:
     "A metric's name as a reader sees it (ndcg_at_8 -> NDCG@8)."
     if name.startswith('ndcg_at_'): return f'NDCG@{name[8:]}'
     return {'spearman': 'Spearman', 'kendall_b': 'Kendall-b', 'rank_mae': 'rank MAE', 'brier': 'Brier',
-            'log_loss': 'log loss'}.get(name, name)
+            'log_loss': 'log loss', 'playoff_spearman': 'playoff Spearman'}.get(name, name)
 
 # %% ../nbs/10_evaluate.ipynb #af71db98
 def championship_brier(odds:np.ndarray,  # (teams,) title probabilities summing to 1
@@ -104,6 +106,24 @@ def percentile_interval(replicates:np.ndarray, # (resamples,) metric per resampl
     return (float(lo), float(hi))
 
 # %% ../nbs/10_evaluate.ipynb #4944d3f0
+def bootstrap_replicates(metrics:Mapping[str, Callable],  # name -> metric(scores, labels)
+                         labels:np.ndarray,                # (teams,) labels, higher = stronger
+                         scores:Mapping[str, np.ndarray],  # method -> (teams,) scores
+                         n_resamples:int=1000,             # bootstrap resamples of the teams
+                         rng:Optional[np.random.Generator]=None, # the generator (default: seed 0)
+                        )->dict[str, dict[str, np.ndarray]]: # method -> metric -> (resamples,) replicates
+    "Every metric of every method on the same resampled teams: one paired `scipy.stats.bootstrap` draw."
+    names, y = list(scores), np.asarray(labels, dtype=np.float64)
+    if not names or not metrics: return {m: {} for m in names}
+    def statistic(y, *s, axis=-1): return np.stack([apply_metric(f, x, y) for x in s for f in metrics.values()])
+    with warnings.catch_warnings():   # scipy's own interval is NaN where a resample is undefined; the replicates are what we use
+        warnings.simplefilter('ignore')
+        res = stats.bootstrap((y, *(np.asarray(scores[m], dtype=np.float64) for m in names)), statistic, paired=True,
+                              vectorized=True, n_resamples=n_resamples, method='percentile',
+                              rng=rng if rng is not None else np.random.default_rng(0))
+    dist = np.asarray(res.bootstrap_distribution).reshape(len(names), len(metrics), n_resamples)
+    return {m: dict(zip(metrics, dist[i])) for i, m in enumerate(names)}
+
 def bootstrap_ci(metric:Callable,        # metric(scores, labels) -> float
                  scores:np.ndarray,      # (teams,) scores, higher = stronger
                  labels:np.ndarray,      # (teams,) labels, higher = stronger
@@ -113,8 +133,8 @@ def bootstrap_ci(metric:Callable,        # metric(scores, labels) -> float
                 )->tuple[float, float, float]: # point estimate, low, high
     "Point estimate and percentile bootstrap interval of `metric`, resampling teams with replacement."
     s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    idx = np.random.default_rng(seed).integers(0, len(s), (n_resamples, len(s)))
-    return (float(metric(s, y)), *percentile_interval(apply_metric(metric, s[idx], y[idx]), level))
+    reps = bootstrap_replicates({'m': metric}, y, {'s': s}, n_resamples, np.random.default_rng(seed))['s']['m']
+    return (float(metric(s, y)), *percentile_interval(reps, level))
 
 # %% ../nbs/10_evaluate.ipynb #4c2b5c6f
 def paired_delta_ci(metric:Callable,       # metric(scores, labels) -> float
@@ -127,33 +147,8 @@ def paired_delta_ci(metric:Callable,       # metric(scores, labels) -> float
                    )->tuple[float, float, float]: # delta (new − old), low, high
     "metric(new) − metric(old) with a paired percentile bootstrap interval over resampled teams."
     a, b, y = (np.asarray(x, dtype=np.float64) for x in (scores_new, scores_old, labels))
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_resamples, len(y)))
-    reps = apply_metric(metric, a[idx], y[idx]) - apply_metric(metric, b[idx], y[idx])
-    return (float(metric(a, y) - metric(b, y)), *percentile_interval(reps, level))
-
-# %% ../nbs/10_evaluate.ipynb #13f8fc2b
-def horizon_label(h:float)->str:
-    "25%, 50%, 75% … and 'end' for the end of the regular season."
-    return 'end' if h >= 1 else f'{h:.0%}'
-
-def horizon_rows(rows:pd.DataFrame,  # FeatureSet rows: season, date_index, n_dates, ...
-                 horizon:float,      # fraction of the season in (0, 1]
-                 seasons:Optional[Sequence[str]]=None, # seasons to keep (default: all in `rows`)
-                )->pd.DataFrame:     # the rows at each season's cut, original index kept
-    "The rows at the horizon's cut (date_index = floor(h·n_dates)) in every season; `SetrankError` if a season lacks it."
-    need = {'season', 'date_index', 'n_dates'} - set(rows.columns)
-    if need: raise SetrankError(f'evaluation rows lack columns {sorted(need)}')
-    seasons = list(rows.season.unique()) if seasons is None else list(seasons)
-    rows = rows[rows.season.isin(seasons)]
-    cut = {n: horizon_index(int(n), horizon) for n in rows.n_dates.unique()}
-    out = rows[rows.date_index.to_numpy() == rows.n_dates.map(cut).to_numpy()]
-    missing = [s for s in seasons if s not in set(out.season)]
-    if missing:
-        s = missing[0]; of = rows[rows.season == s]
-        where = f' (date_index {cut[of.n_dates.iloc[0]]})' if len(of) else ''
-        raise SetrankError(f'season {s}: no rows at the {horizon_label(horizon)} cut{where}; '
-                           f'date_index values present: {sorted(of.date_index.unique().tolist())[:8]}')
-    return out
+    reps = bootstrap_replicates({'m': metric}, y, {'new': a, 'old': b}, n_resamples, np.random.default_rng(seed))
+    return (float(metric(a, y) - metric(b, y)), *percentile_interval(reps['new']['m'] - reps['old']['m'], level))
 
 # %% ../nbs/10_evaluate.ipynb #eb1d2e70
 def baseline_scores(rows:pd.DataFrame,                        # FeatureSet rows with the baseline feature columns
@@ -182,13 +177,10 @@ def score_list(labels:np.ndarray,                # (teams,) labels of one list, 
     metrics = rank_metrics(k)
     boot = {m: f for m, f in metrics.items() if ci_metrics is None or m in ci_metrics}
     y = np.asarray(labels, dtype=np.float64)
-    idx = rng.integers(0, len(y), (n_resamples, len(y)))
+    scores = {m: np.asarray(s, dtype=np.float64) for m, s in scores.items()}
+    reps = bootstrap_replicates(boot, y, scores, n_resamples, rng)     # one draw of teams, shared by every method
     random_orders = rng.random((n_resamples, len(y)))
-    points, reps = {}, {}
-    for method, s in scores.items():
-        s = np.asarray(s, dtype=np.float64)
-        points[method] = {m: float(f(s, y)) for m, f in metrics.items()}
-        reps[method] = {m: apply_metric(f, s[idx], y[idx]) for m, f in boot.items()}
+    points = {method: {m: float(f(s, y)) for m, f in metrics.items()} for method, s in scores.items()}
     points[RANDOM] = random_expectations(y, k)
     reps[RANDOM] = {m: apply_metric(f, random_orders, np.broadcast_to(y, random_orders.shape)) for m, f in boot.items()}
     return points, reps
@@ -212,6 +204,85 @@ def _check_scores(rows, scores, models, what='scores'):
     if missing: raise SetrankError(f'{what} are missing for models {missing} (have {sorted(out)})')
     return out
 
+def _checked_inputs(rows, scores, models, targets, truth_source, odds, target_scores)->tuple:
+    "(rows, scores, odds, per-target scores), each checked: labels present, every model scored, the overrides known."
+    if not truth_source: raise SetrankError('evaluate_run needs truth_source: say where the labels came from')
+    for t in targets:
+        if t not in LABELS: raise SetrankError(f'unknown target {t!r}; targets are {list(LABELS)}')
+        if LABELS[t] not in rows: raise SetrankError(f'evaluation rows lack the label column {LABELS[t]!r}')
+    rows = rows.reset_index(drop=True)
+    scores = _check_scores(rows, dict(scores.items()), models)
+    odds = _check_scores(rows, dict(odds.items()), [], 'odds') if odds else {}
+    per_target = {}
+    for t, by_method in (target_scores or {}).items():
+        if t not in targets: raise SetrankError(f'target_scores names target {t!r}, which is not scored ({list(targets)})')
+        extra = [m for m in by_method if m not in scores]
+        if extra: raise SetrankError(f'target_scores for {t!r} name methods {extra} that have no scores (have {sorted(scores)})')
+        per_target[t] = {**scores, **_check_scores(rows, dict(by_method.items()), [], f'{t} scores')}
+    return rows, scores, odds, per_target
+
+def _file_hashes(prediction_files)->list[dict]:
+    "Path and SHA-256 of each predictions file the report evaluates (lesson 16: stale predictions)."
+    files = []
+    for f in prediction_files:
+        if not Path(f).exists(): raise SetrankError(f'prediction file not found: {f}')
+        files.append({'path': str(f), 'sha256': file_sha256(f)})
+    return files
+
+@dataclass
+class _Walk:
+    "What `evaluate_run` collects while it walks seasons × horizons × targets × lists."
+    models: list
+    k: int
+    n_resamples: int
+    seed: int
+    level: float
+    ci_metrics: Optional[Sequence[str]]
+    results: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    store: dict = field(default_factory=dict)   # (season, horizon, target, teams, method, metric) -> (value, replicates)
+
+def _score_lists_at_cut(walk:_Walk, hr:pd.DataFrame, season:str, h:float, targets, scores:dict, per_target:dict):
+    "Every list at one season's cut: the league (teams with a known label) and, for playoff_outcome, the playoff teams."
+    at = hr.index.to_numpy()
+    for target in targets:
+        y_all = hr[LABELS[target]].to_numpy(np.float64)
+        lists = [('league', np.isfinite(y_all))]
+        if target == 'playoff_outcome': lists.append(('playoff', np.isfinite(y_all) & (y_all >= 0)))
+        for teams, keep in lists:
+            where = dict(season=season, horizon=h, target=target, teams=teams)
+            y = y_all[keep]
+            if len(y) < 4 or np.ptp(y) == 0:
+                walk.skipped.append({**where, 'method': None, 'reason': f'{len(y)} teams with a known, non-constant label'}); continue
+            listed = {}
+            for m, s in per_target.get(target, scores).items():
+                p = s[at][keep]
+                if np.isfinite(p).all(): listed[m] = p
+                elif m in walk.models: raise SetrankError(f'model {m!r} has no score for some teams of {season} at {horizon_label(h)}')
+                else: walk.skipped.append({**where, 'method': m, 'reason': 'baseline undefined for some teams'})
+            points, reps = score_list(y, listed, walk.k, walk.n_resamples, keyed_rng(walk.seed, season, h, target, teams),
+                                      walk.ci_metrics)
+            for m, per in points.items():
+                for metric, v in per.items():
+                    lo, hi = percentile_interval(reps[m][metric], walk.level) if metric in reps[m] else (None, None)
+                    walk.results.append({**where, 'method': m, 'kind': 'model' if m in walk.models else 'baseline',
+                                         'metric': metric, 'value': _round(v), 'ci_low': _round(lo), 'ci_high': _round(hi),
+                                         'n_teams': int(len(y))})
+                    walk.store[(season, h, target, teams, m, metric)] = (v, reps[m].get(metric))
+
+def _title_odds_at_cut(hr:pd.DataFrame, season:str, h:float, odds:dict)->list[dict]:
+    "Brier and log loss of each model's title odds (and of equal odds) for the season's champion, at one cut."
+    champ = _champion(hr['y_playoff_outcome'].to_numpy(np.float64)) if 'y_playoff_outcome' in hr else None
+    if not odds or champ is None: return []
+    out, n, at = [], len(hr), hr.index.to_numpy()
+    for m, o in {**{m: o[at] for m, o in odds.items()}, 'uniform': np.full(n, 1/n)}.items():
+        if not (np.isfinite(o).all() and abs(o.sum() - 1) < 1e-6):
+            raise SetrankError(f'title odds of {m!r} for {season} at {horizon_label(h)} do not sum to 1 (sum {o.sum():.4f})')
+        out.append({'season': season, 'horizon': h, 'method': m, 'kind': 'baseline' if m == 'uniform' else 'model',
+                    'champion_team_id': int(hr.team_id.iloc[champ]), 'champion_odds': _round(o[champ]),
+                    'brier': _round(championship_brier(o, champ)), 'log_loss': _round(championship_log_loss(o, champ))})
+    return out
+
 def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of the test seasons (season, date_index, n_dates, team_id, y_*)
                  scores:Union[Mapping[str, np.ndarray], pd.DataFrame], # method -> scores aligned with `rows`: models and baselines
                  truth_source:str,                          # where the labels came from (data source + fingerprint)
@@ -231,66 +302,17 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                  target_notes:Optional[Mapping[str, str]]=None, # target -> one line saying what `target_scores` replaced
                 )->dict:
     "Metrics with bootstrap intervals for every model and baseline, per season, horizon and target, plus summaries."
-    if not truth_source: raise SetrankError('evaluate_run needs truth_source: say where the labels came from')
-    for t in targets:
-        if t not in LABELS: raise SetrankError(f'unknown target {t!r}; targets are {list(LABELS)}')
-        if LABELS[t] not in rows: raise SetrankError(f'evaluation rows lack the label column {LABELS[t]!r}')
-    rows = rows.reset_index(drop=True)
-    scores = _check_scores(rows, dict(scores.items()), models)
-    odds = _check_scores(rows, dict(odds.items()), [], 'odds') if odds else {}
-    per_target = {}
-    for t, by_method in (target_scores or {}).items():
-        if t not in targets: raise SetrankError(f'target_scores names target {t!r}, which is not scored ({list(targets)})')
-        extra = [m for m in by_method if m not in scores]
-        if extra: raise SetrankError(f'target_scores for {t!r} name methods {extra} that have no scores (have {sorted(scores)})')
-        per_target[t] = {**scores, **_check_scores(rows, dict(by_method.items()), [], f'{t} scores')}
-    files = []
-    for f in prediction_files:
-        if not Path(f).exists(): raise SetrankError(f'prediction file not found: {f}')
-        files.append({'path': str(f), 'sha256': file_sha256(f)})
+    rows, scores, odds, per_target = _checked_inputs(rows, scores, models, targets, truth_source, odds, target_scores)
+    files = _file_hashes(prediction_files)
     seasons = sorted(rows.season.unique(), key=parse_season) if seasons is None else list(seasons)
-    metrics = list(rank_metrics(k))
-    baselines = [m for m in scores if m not in models]
-    results, skipped, odds_rows, store = [], [], [], {}
+    metrics, baselines = list(rank_metrics(k)), [m for m in scores if m not in models]
+    walk, odds_rows = _Walk(list(models), k, n_resamples, seed, level, ci_metrics), []
     for season in seasons:
         for h in horizons:
             hr = horizon_rows(rows, h, [season])
-            at = hr.index.to_numpy()
-            for target in targets:
-                y_all = hr[LABELS[target]].to_numpy(np.float64)
-                lists = [('league', np.isfinite(y_all))]
-                if target == 'playoff_outcome': lists.append(('playoff', np.isfinite(y_all) & (y_all >= 0)))
-                for teams, keep in lists:
-                    where = dict(season=season, horizon=h, target=target, teams=teams)
-                    y = y_all[keep]
-                    if len(y) < 4 or np.ptp(y) == 0:
-                        skipped.append({**where, 'method': None, 'reason': f'{len(y)} teams with a known, non-constant label'}); continue
-                    listed = {}
-                    for m, s in per_target.get(target, scores).items():
-                        p = s[at][keep]
-                        if np.isfinite(p).all(): listed[m] = p
-                        elif m in models:
-                            raise SetrankError(f'model {m!r} has no score for some teams of {season} at {horizon_label(h)}')
-                        else: skipped.append({**where, 'method': m, 'reason': 'baseline undefined for some teams'})
-                    points, reps = score_list(y, listed, k, n_resamples, keyed_rng(seed, season, h, target, teams), ci_metrics)
-                    for m, per in points.items():
-                        for metric, v in per.items():
-                            lo, hi = percentile_interval(reps[m][metric], level) if metric in reps[m] else (None, None)
-                            results.append({**where, 'method': m, 'kind': 'model' if m in models else 'baseline',
-                                            'metric': metric, 'value': _round(v), 'ci_low': _round(lo), 'ci_high': _round(hi),
-                                            'n_teams': int(len(y))})
-                            store[(season, h, target, teams, m, metric)] = (v, reps[m].get(metric))
-            if odds and 'y_playoff_outcome' in hr:
-                champ = _champion(hr['y_playoff_outcome'].to_numpy(np.float64))
-                if champ is not None:
-                    n = len(hr)
-                    for m, o in {**{m: o[at] for m, o in odds.items()}, 'uniform': np.full(n, 1/n)}.items():
-                        if not (np.isfinite(o).all() and abs(o.sum() - 1) < 1e-6):
-                            raise SetrankError(f'title odds of {m!r} for {season} at {horizon_label(h)} do not sum to 1 (sum {o.sum():.4f})')
-                        odds_rows.append({'season': season, 'horizon': h, 'method': m, 'kind': 'baseline' if m == 'uniform' else 'model',
-                                          'champion_team_id': int(hr.team_id.iloc[champ]), 'champion_odds': _round(o[champ]),
-                                          'brier': _round(championship_brier(o, champ)), 'log_loss': _round(championship_log_loss(o, champ))})
-    summary, comparisons = _summarize(store, seasons, list(horizons), list(targets), list(models), baselines, level)
+            _score_lists_at_cut(walk, hr, season, h, targets, scores, per_target)
+            odds_rows += _title_odds_at_cut(hr, season, h, odds)
+    summary, comparisons = _summarize(walk.store, seasons, list(horizons), list(targets), list(models), baselines, level)
     return {'schema_version': 1, 'run_id': run_id, 'truth_source': truth_source, 'prediction_files': files,
             'settings': {'seasons': seasons, 'horizons': list(horizons), 'targets': list(targets), 'metrics': metrics,
                          'k': k, 'n_resamples': n_resamples, 'level': level, 'seed': seed, 'models': list(models),
@@ -298,11 +320,11 @@ def evaluate_run(rows:pd.DataFrame,                         # FeatureSet rows of
                          'baselines': baselines + [RANDOM],
                          'interval': 'percentile bootstrap, teams resampled with replacement within each list; '
                                      'random: exact expectation, interval over random orders',
-                         'horizon_cut': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
+                         'horizon_as_of': 'date_index = floor(h * regular-season game dates); h = 1 is the end of the regular season',
                          'target_scores': {t: dict(methods=sorted(target_scores[t]), note=(target_notes or {}).get(t, ''))
                                            for t in per_target}},
-            'results': results, 'summary': summary, 'comparisons': comparisons,
-            'odds': odds_rows, 'odds_summary': _summarize_odds(odds_rows), 'skipped': skipped}
+            'results': walk.results, 'summary': summary, 'comparisons': comparisons,
+            'odds': odds_rows, 'odds_summary': _summarize_odds(odds_rows), 'skipped': walk.skipped}
 
 # %% ../nbs/10_evaluate.ipynb #9eb9188e
 def _summarize(store, seasons, horizons, targets, models, baselines, level):
@@ -472,7 +494,7 @@ def ranking_table(report:dict)->str:
     n = len(st['seasons'])
     return (f"Spearman by horizon ({caption}){'; mean over ' + str(n) + ' test seasons' if n > 1 else ''}; "
             f"**bold**: the best of the column.\n\n"
-            + _md_table(['rank', 'method', 'what it is', *[horizon_label(h) for h in lists], 'mean'], body))
+            + markdown_table(['rank', 'method', 'what it is', *[horizon_label(h) for h in lists], 'mean'], body))
 
 # %% ../nbs/10_evaluate.ipynb #c07f7cc4
 def _cell(r:dict, n_seasons:int)->str:
@@ -482,7 +504,10 @@ def _cell(r:dict, n_seasons:int)->str:
     cell = f"{r['mean']:.3f} ± {r['sd']:.3f}{ci}" if r['n_seasons'] > 1 else f"{r['mean']:.3f}{ci}"
     return cell + (f" (n={r['n_seasons']})" if r['n_seasons'] < n_seasons else '')
 
-def _md_table(header:list[str], body:list[list[str]])->str:
+def markdown_table(header:list[str],     # column titles
+                   body:list[list[str]],  # rows of cells, already text
+                  )->str:
+    "A GitHub markdown table (every report's tables: run, sweep, explain, README)."
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---']*len(header)) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in body])
 
@@ -507,7 +532,7 @@ def eval_report_markdown(report:dict)->str:
            f"- Test seasons: {', '.join(st['seasons'])}" + (' (cells: mean ± sd over seasons [95 % interval])' if several else ' (cells: value [95 % interval])'),
            f"- Truth: {report['truth_source']}",
            f"- Intervals: {st['interval']}; {st['n_resamples']} resamples, level {st['level']}, seed {st['seed']}",
-           f"- Horizons: {st['horizon_cut']}"]
+           f"- Horizons: {st['horizon_as_of']}"]
     for f in report['prediction_files']: out.append(_prediction_line(f))
     for t, v in st.get('target_scores', {}).items():
         out.append(f"- For `{t}`, {', '.join(v['methods'])}: {v['note'] or 'target-specific scores'}")
@@ -528,7 +553,7 @@ def eval_report_markdown(report:dict)->str:
             txt = (f'**{txt}**' if c['better'] else txt) + (f" (n={c['n_seasons']})" if c['n_seasons'] < len(st['seasons']) else '')
             rows.setdefault((c['target'], c['baseline']), {})[c['horizon']] = txt
         keys = sorted(rows, key=lambda tb: (st['targets'].index(tb[0]), order.index(tb[1])))
-        out.append(_md_table(['target', 'baseline'] + heads, [[t, b] + [rows[(t, b)].get(h, '—') for h in hz] for t, b in keys]))
+        out.append(markdown_table(['target', 'baseline'] + heads, [[t, b] + [rows[(t, b)].get(h, '—') for h in hz] for t, b in keys]))
     for target in st['targets']:
         for teams in ['league', 'playoff']:
             tables = [(m, cells[(target, teams, m)]) for m in st['metrics'] if (target, teams, m) in cells]
@@ -537,14 +562,14 @@ def eval_report_markdown(report:dict)->str:
             for metric, by_method in tables:
                 better = 'lower is better' if metric in LOWER_IS_BETTER else 'higher is better'
                 body = [[m, kinds[m]] + [by_method[m].get(h, '—') for h in hz] for m in order if m in by_method]
-                out += ['', f'### {metric_label(metric)} ({better})', '', _md_table(['method', 'kind'] + heads, body)]
+                out += ['', f'### {metric_label(metric)} ({better})', '', markdown_table(['method', 'kind'] + heads, body)]
     if report['odds_summary']:
         out += ['', '## Championship odds (vs the actual champion; lower is better)', '',
                 '`uniform`: ' + describe_method('uniform', long=True) + '.', '']
         o = pd.DataFrame(report['odds_summary'])
         body = [[r['method'], horizon_label(r['horizon']), f"{r['brier']:.4f}", f"{r['log_loss']:.3f}", str(r['n_seasons'])]
                 for r in o.to_dict('records')]
-        out.append(_md_table(['method', 'horizon', 'Brier', 'log loss', 'seasons'], body))
+        out.append(markdown_table(['method', 'horizon', 'Brier', 'log loss', 'seasons'], body))
     if report['skipped']:
         out += ['', '## Not evaluated', '']
         for s in report['skipped']:
@@ -553,12 +578,6 @@ def eval_report_markdown(report:dict)->str:
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/10_evaluate.ipynb #0eb87108
-def _save(fig, path:Union[str, Path])->Path:
-    "Save a figure as PNG atomically."
-    import io
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
-    return atomic_write(path, buf.getvalue())
-
 def strongest_baselines(report:dict, target:str, metric:str='spearman', teams:str='league', n:int=3)->list[str]:
     "The `n` baselines with the best mean `metric` over the horizons on one list (the random order excluded)."
     s = pd.DataFrame(report['summary'])
@@ -606,7 +625,7 @@ def plot_metric_by_horizon(report:dict,              # an `evaluate_run` report
     axes[0].set_ylabel(f"{metric_label(metric)} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
     fig.suptitle(f"{metric_label(metric)} by horizon — {target}, {'all teams' if teams == 'league' else 'the playoff teams'}"
                  f" ({'mean over ' + str(n) + ' test seasons' if n > 1 else 'test season ' + report['settings']['seasons'][0]})")
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def plot_rank_scatter(pred:dict,                    # a predictions document (`build_predictions`)
                       path:Union[str, Path],        # PNG to write
@@ -634,7 +653,7 @@ def plot_rank_scatter(pred:dict,                    # a predictions document (`b
         ax.set_title(f'{c} (Spearman {rho:.2f})'); ax.invert_yaxis()
         ax.legend(fontsize=8, loc='upper right')   # off the diagonal: 'lower right' (y inverted) hid the last-ranked teams
     fig.suptitle(f"Predicted vs actual rank — {pred['season']}, predicted as of {pred['as_of']}")
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def plot_title_odds(pred:dict,                 # a predictions document
                     path:Union[str, Path],     # PNG to write
@@ -659,16 +678,15 @@ def plot_title_odds(pred:dict,                 # a predictions document
         odds_c = 100*next(t for t in by_odds if t['team'] == champ)['prediction']['championship_odds']
         note = f'\nactual champion {champ} (orange): {odds_c:.1f}%, #{where} of {len(by_odds)} by odds'
     ax.set_title(f"Title odds, top {len(teams)} — {pred['season']} as of {pred['as_of']}{note}", fontsize=10)
-    return _save(fig, path)
+    return write_png(path, fig)
 
 # %% ../nbs/10_evaluate.ipynb #762ceb07
 def _end_of_season(prediction_files:Sequence[Mapping])->dict[str, dict]:
     "season -> the end-of-season predictions document among the report's files (the one without an earlier horizon)."
-    from setrank.predict import read_json_strict
     out = {}
     for f in prediction_files:
         if not Path(f['path']).exists(): continue
-        doc = read_json_strict(f['path'])
+        doc = read_json(f['path'])
         if doc.get('horizon', 1.0) >= 1 and 'teams' in doc: out[doc['season']] = doc
     return out
 
@@ -699,8 +717,8 @@ def write_eval_report(report:dict,             # an `evaluate_run` report
             paths[f'title_odds_{season}'] = plot_title_odds(pred, out_dir/f'title_odds_{season}.png')
             figures.append({'file': f'title_odds_{season}.png', 'title': f'Title odds, {season} as of {pred["as_of"]}'})
     report['plots'] = figures
-    paths['json'] = write_json_atomic(report, out_dir/'eval_report.json')
-    paths['markdown'] = write_text_atomic(eval_report_markdown(report), out_dir/'eval_report.md')
+    paths['json'] = write_json(out_dir/'eval_report.json', report)
+    paths['markdown'] = atomic_write(out_dir/'eval_report.md', eval_report_markdown(report))
     return paths
 
 # %% ../nbs/10_evaluate.ipynb #c5f0bfaa
@@ -715,4 +733,4 @@ def ablation_table(rows:Sequence[Union[Mapping, Sequence]], # (change, mean, ci_
         kept = r.get('kept')
         if kept is None: kept = r['ci_low'] > 0 if higher_is_better else r['ci_high'] < 0
         body.append([str(r['change']), f"{r['mean']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", 'kept' if kept else 'dropped'])
-    return _md_table(['change', metric, '95 % interval', 'decision'], body) + '\n'
+    return markdown_table(['change', metric, '95 % interval', 'decision'], body) + '\n'

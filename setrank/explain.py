@@ -14,17 +14,17 @@ import torch
 from scipy.stats import rankdata
 from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash, inside_folder, load_config,
                             parse_season, resolve_seasons)
-from .files import atomic_write
+from .evaluate import markdown_table
+from .files import atomic_write, read_json, write_png
 from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
-from .predict import read_json_strict
 
 # %% auto #0
 __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_run_outputs', 'latest_batch', 'resolve_target',
            'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
-           'write_text', 'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names',
-           'ig_table', 'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix',
-           'top_k_overlap', 'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
+           'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
+           'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
+           'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -148,7 +148,7 @@ def load_target(outputs:Union[str, Path], # a folder accepted by `check_run_outp
     "Config, manifest and both models of a run folder (Model A on the CPU); a file that cannot be read is a `SetrankError` naming it."
     outputs = check_run_outputs(outputs)
     manifest_path = outputs/'manifest.json'
-    manifest = read_json_strict(manifest_path) if manifest_path.exists() else {}
+    manifest = read_json(manifest_path) if manifest_path.exists() else {}
     try: models = load_model_a(outputs/'models'/'model_a.pt', device='cpu'), load_model_b(outputs/'models'/'model_b')
     except SetrankError as e: raise _one_line(e) from None
     return ExplainTarget(outputs, load_config(outputs/'config.yaml'), manifest, *models)
@@ -201,10 +201,6 @@ def write_csv(df:pd.DataFrame, path:Union[str, Path])->Path:
     "Write `df` as CSV (no index) atomically."
     return atomic_write(path, df.to_csv(index=False))
 
-def write_text(text:str, path:Union[str, Path])->Path:
-    "Write `text` (UTF-8) atomically."
-    return atomic_write(path, text)
-
 MODEL_TITLES = {'xgb': 'XGBoost', 'rf': 'Random forest'}
 
 def plot_shap_summary(explanations:dict,          # from `shap_explanations`
@@ -231,8 +227,7 @@ def plot_shap_summary(explanations:dict,          # from `shap_explanations`
         axes[1, j].set_xlabel(f'mean |SHAP value| ({label} score units)')
     fig.suptitle(f'SHAP on team features{" — " + title if title else ""}', fontsize=14)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90)
-    return atomic_write(path, buf.getvalue())
+    return write_png(path, fig, dpi=90)
 
 # %% ../nbs/11_explain.ipynb #70df022c
 def ig_forward(model:DeepSetRank)->Callable:
@@ -434,9 +429,7 @@ def top_k_overlap(scores:np.ndarray,   # (teams, players) explanation, higher = 
 def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
     "A small DataFrame as a GitHub markdown table."
     fmt = lambda v: floatfmt.format(v) if isinstance(v, (float, np.floating)) and np.isfinite(v) else ('' if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    head = '| ' + ' | '.join(map(str, df.columns)) + ' |'
-    rule = '|' + '|'.join('---' for _ in df.columns) + '|'
-    return '\n'.join([head, rule] + ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)])
+    return markdown_table(list(map(str, df.columns)), [[fmt(v) for v in row] for row in df.itertuples(index=False)])
 
 def explain_conclusion(ablation:dict,           # `ablation_summary`
                        agreement:dict,          # mean Spearman attention vs IG

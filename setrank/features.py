@@ -12,18 +12,19 @@ import numpy as np, pandas as pd
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 from .config import FeatureSettings, SetrankError, TrainingConfig, parse_season
+from .data import tables_fingerprint
+from .files import write_json
 from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
                              attach_labels, final_win_pct)
 
 # %% auto #0
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
-           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'RATE_MIN_MINUTES', 'PRIOR_ATTEMPTS', 'LEAGUE_TS_PCT',
-           'FOUR_FACTOR_DEFAULTS', 'REST_DAYS_CAP', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema', 'feature_schema',
-           'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_cut', 'fit_player_ratings',
-           'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features', 'prior_ratings',
-           'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
-           'compute_features', 'Standardizer', 'fingerprint_tables', 'feature_code_hash', 'features_key',
-           'save_features', 'load_features', 'build_features']
+           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema',
+           'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_as_of',
+           'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features',
+           'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
+           'compute_features', 'Standardizer', 'feature_code_hash', 'features_key', 'save_features', 'load_features',
+           'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -234,7 +235,7 @@ def elo_ratings(team_games:pd.DataFrame,  # `League.team_games` (with day, year,
     return np.where(is_a, post.a.reindex(tg.game_id).to_numpy(), post.b.reindex(tg.game_id).to_numpy())
 
 # %% ../nbs/04_features.ipynb #ed9d3387
-def srs_by_cut(regular:pd.DataFrame, # `League.regular` rows of one season
+def srs_by_as_of(regular:pd.DataFrame, # `League.regular` rows of one season
                dates:np.ndarray,     # the season's sorted regular-season game dates
                team_codes:np.ndarray, # the season's team codes (sorted)
                ridge:float=2.0,      # `training.features.srs_ridge`
@@ -446,8 +447,6 @@ def select_rosters(candidates:pd.DataFrame, # (row, player) pairs with minute co
     return c.iloc[order[keep]].assign(slot=slot[keep]).reset_index(drop=True)
 
 # %% ../nbs/04_features.ipynb #7168d345
-RATE_MIN_MINUTES, PRIOR_ATTEMPTS, LEAGUE_TS_PCT = 36.0, 10.0, 0.55
-
 def _div(num, den, default):
     "num/den where den > 0, else `default`."
     return np.where(den > 0, num/np.where(den > 0, den, 1.0), default)
@@ -461,6 +460,7 @@ def player_features(league:League,        # prepared tables
                    )->np.ndarray:
     "(len(chosen), F) float32 player features in schema order for the selected (row, player) pairs."
     plog, tlog, dlog = logs['player'], logs['team'], logs['dnp']
+    settings = schema.settings   # `training.features`
     p, day, tcode, year = (chosen[c].to_numpy() for c in ['pcode', 'day', 'tcode', 'year'])
     pos, start = chosen.pos.to_numpy(), chosen.start.to_numpy()
     team_pos, team_start = tlog.before(tcode, day), tlog.start(tcode)
@@ -471,10 +471,10 @@ def player_features(league:League,        # prepared tables
         s = {k: plog.total(k, lo, pos) for k in plog.cum}
         games, minutes = (pos - lo).astype('float64'), s['minutes']
         out[f'minutes_r{w}'] = _div(minutes, games, 0.0)
-        per36 = 36/np.maximum(minutes, RATE_MIN_MINUTES)
+        per36 = 36/np.maximum(minutes, settings['rate_min_minutes'])
         for stat in ['pts', 'reb', 'ast', 'stl', 'blk', 'tov', 'fg3a']: out[f'{stat}_per36_r{w}'] = s[stat]*per36
-        k = PRIOR_ATTEMPTS
-        out[f'ts_pct_r{w}'] = (s['pts'] + 2*LEAGUE_TS_PCT*k)/(2*(s['fga'] + 0.44*s['fta'] + k))
+        k = settings['prior_attempts']
+        out[f'ts_pct_r{w}'] = (s['pts'] + 2*settings['league_ts_pct']*k)/(2*(s['fga'] + 0.44*s['fta'] + k))
         out[f'usage_r{w}'] = (s['poss_used'] + 0.2*k)/(s['poss_on_court'] + k)
         out[f'plus_minus_per36_r{w}'] = s['plus_minus']*per36
         out[f'starter_share_r{w}'] = _div(s['starter'], games, 0.0)
@@ -493,7 +493,7 @@ def player_features(league:League,        # prepared tables
     g = tcode*n_years + year - y0
     team_minutes = logs['team_season'].total('minutes', logs['team_season'].start(g), logs['team_season'].before(g, day))
     out['season_minutes_share'] = _div(5*player_minutes, team_minutes, 0.0)
-    out['prior_rating'] = prior_ratings(ratings, p, year, schema.settings.get('unknown_rating', -1.0))
+    out['prior_rating'] = prior_ratings(ratings, p, year, settings['unknown_rating'])
     out['rating'] = np.zeros(len(p))
     for y in np.unique(year):
         at = year == y
@@ -515,8 +515,7 @@ def prior_ratings(ratings:dict,      # season year -> rating per player code (fr
     return out
 
 # %% ../nbs/04_features.ipynb #93cdb77d
-FOUR_FACTOR_DEFAULTS = {'efg_pct': 0.52, 'tov_pct': 0.13, 'orb_pct': 0.23, 'ft_rate': 0.2}
-REST_DAYS_CAP = 10
+FOUR_FACTOR_DEFAULTS = {'efg_pct': 0.52, 'tov_pct': 0.13, 'orb_pct': 0.23, 'ft_rate': 0.2}  # league averages: a team before its first game
 
 def _four_factors(s:dict, opp:bool)->dict:
     "eFG %, TOV %, ORB %, FT rate from summed box totals `s` (the opponent's when `opp`)."
@@ -530,7 +529,7 @@ def _four_factors(s:dict, opp:bool)->dict:
 def team_context(league:League,     # prepared tables
                  rows:pd.DataFrame,  # (cut, team) rows from `team_rows`
                  logs:dict,          # sorted logs from `_logs`
-                 settings:FeatureSettings, # srs_ridge, elo_regression
+                 settings:FeatureSettings, # srs_ridge, elo_regression, rest_days_cap
                 )->pd.DataFrame:
     "Season-to-date, SRS, Elo, rest and last-season features for each (cut, team) row (roster features excluded)."
     tcode, day, year = rows.tcode.to_numpy(), rows.day.to_numpy(), rows.year.to_numpy()
@@ -546,7 +545,7 @@ def team_context(league:League,     # prepared tables
     for season, at in rows.groupby('season', sort=False).groups.items():
         dates = season_dates(league.team_games[league.team_games.season == season])[season]
         codes = np.sort(league.regular.tcode[league.regular.season == season].unique())
-        ratings = srs_by_cut(league.regular[league.regular.season == season], dates, codes, settings.srs_ridge)
+        ratings = srs_by_as_of(league.regular[league.regular.season == season], dates, codes, settings.srs_ridge)
         r = rows.loc[at]
         out.loc[at, 'srs'] = ratings[r.date_index.to_numpy(), np.searchsorted(codes, r.tcode.to_numpy())]
     for k, v in _four_factors(s, False).items(): out[k] = v
@@ -557,7 +556,8 @@ def team_context(league:League,     # prepared tables
     elo = np.where(log.columns['year'][last] < year, regress_elo(log.columns['elo'][last], settings.elo_regression),
                    log.columns['elo'][last])
     out['elo'] = np.where(has, elo - ELO_MEAN, 0.0)
-    out['rest_days'] = np.where(has, np.clip(day - log.day[last] - 1, 0, REST_DAYS_CAP), REST_DAYS_CAP).astype('float64')
+    cap = settings.rest_days_cap
+    out['rest_days'] = np.where(has, np.clip(day - log.day[last] - 1, 0, cap), cap).astype('float64')
     final = final_win_pct(league.team_games).assign(year=lambda d: _season_year(d.season))
     prior = pd.Series(final.final_win_pct.to_numpy(), index=pd.MultiIndex.from_arrays([final.team_id, final.year + 1]))
     out['prior_win_pct'] = prior.reindex(pd.MultiIndex.from_arrays([rows.team_id, year])).fillna(0.5).to_numpy()
@@ -681,7 +681,7 @@ def compute_features(tables:dict,                 # canonical tables: teams, tea
 # %% ../nbs/04_features.ipynb #8d3a4115
 @dataclass
 class Standardizer:
-    "Per-feature mean and standard deviation, fit on training seasons; plain lists so it saves as JSON."
+    "Per-feature mean and standard deviation fitted on training rows; plain lists so it saves as JSON."
     player_features: list[str]
     player_mean: list[float]
     player_std: list[float]
@@ -689,68 +689,11 @@ class Standardizer:
     team_mean: list[float]
     team_std: list[float]
 
-    @classmethod
-    def fit(cls, fs:FeatureSet, # features of all seasons
-            seasons:Sequence[str],  # the training seasons: only their rows are used
-           )->Standardizer:
-        "Fit on the rows of `seasons` (player features over real roster slots only)."
-        at = fs.rows.season.isin(list(seasons)).to_numpy()
-        if not at.any(): raise SetrankError(f'no feature rows for training seasons {list(seasons)}')
-        x = fs.player_x[at][~fs.mask[at]].astype('float64')
-        t = fs.team_x()[at].astype('float64')
-        std = lambda v: [float(s) if s > 1e-8 else 1.0 for s in v]
-        pm = x.mean(0) if len(x) else np.zeros(x.shape[1])
-        ps = x.std(0) if len(x) else np.ones(x.shape[1])
-        return cls(list(fs.schema.player_features), [float(m) for m in pm], std(ps),
-                   list(fs.schema.team_features), [float(m) for m in t.mean(0)], std(t.std(0)))
-
-    def _check(self, schema:FeatureSchema):
-        if list(schema.player_features) != self.player_features or list(schema.team_features) != self.team_features:
-            raise SetrankError('features do not match the standardizer: it was fit on player features '
-                               f'{self.player_features[:3]}... and team features {self.team_features[:3]}..., '
-                               f'got {list(schema.player_features)[:3]}... and {list(schema.team_features)[:3]}...; '
-                               'rebuild features with the rolling_windows the model was trained with')
-
-    def apply_player(self, player_x:np.ndarray, # (N, P, F) raw player features
-                     mask:np.ndarray,           # (N, P) True = padded slot
-                    )->np.ndarray:
-        "(N, P, F) float32 standardized player features, 0 in padded slots."
-        if player_x.shape[-1] != len(self.player_features):
-            raise SetrankError(f'player features have {player_x.shape[-1]} columns, the standardizer expects '
-                               f'{len(self.player_features)} ({self.player_features[:3]}...)')
-        z = (player_x - np.float32(self.player_mean))/np.float32(self.player_std)
-        return np.where(mask[..., None], 0.0, z).astype('float32')
-
-    def apply_team(self, team_x:np.ndarray, # (N, T) raw team features in schema order
-                  )->np.ndarray:
-        "(N, T) float32 standardized team features."
-        if team_x.shape[-1] != len(self.team_features):
-            raise SetrankError(f'team features have {team_x.shape[-1]} columns, the standardizer expects '
-                               f'{len(self.team_features)} ({self.team_features[:3]}...)')
-        return ((team_x - np.float32(self.team_mean))/np.float32(self.team_std)).astype('float32')
-
-    def apply(self, fs:FeatureSet)->FeatureSet:
-        "A copy of `fs` with standardized player_x and team feature columns (labels and ids unchanged)."
-        self._check(fs.schema)
-        rows = fs.rows.copy()
-        rows[self.team_features] = self.apply_team(fs.team_x()).astype('float64')
-        return FeatureSet(rows, fs.player_ids, self.apply_player(fs.player_x, fs.mask), fs.minutes, fs.mask, fs.schema)
-
     def to_dict(self)->dict: return asdict(self)
     @classmethod
     def from_dict(cls, d:dict)->Standardizer: return cls(**d)
 
 # %% ../nbs/04_features.ipynb #331723ed
-def fingerprint_tables(tables:dict, # canonical tables
-                      )->str:
-    "16 hex digits of a content hash of the tables (shapes, columns, dtypes and every value)."
-    h = hashlib.sha256()
-    for name in sorted(tables):
-        df = tables[name]
-        h.update(f'{name}|{df.shape}|{list(df.columns)}|{[str(t) for t in df.dtypes]}'.encode())
-        h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
-
 def feature_code_hash()->str:
     "12 hex digits over the source of the modules that compute features (`targets`, `features`)."
     import importlib.resources
@@ -758,7 +701,7 @@ def feature_code_hash()->str:
     for name in ('targets.py', 'features.py'): h.update((importlib.resources.files('setrank')/name).read_bytes())
     return h.hexdigest()[:12]
 
-def features_key(data_fingerprint:str,   # fingerprint of the data (store or `fingerprint_tables`)
+def features_key(data_fingerprint:str,   # fingerprint of the data (`setrank.data.tables_fingerprint`)
                  schema:FeatureSchema,   # windows, roster size, feature names, code version
                 )->str:
     "The cache key: 16 hex digits over the data fingerprint, the schema, the feature code version and source hash."
@@ -777,7 +720,7 @@ def save_features(fs:FeatureSet,           # features to write
         extra = {} if fs.future_minutes is None else {'future_minutes': fs.future_minutes}
         np.savez(tmp/'arrays.npz', player_ids=fs.player_ids, player_x=fs.player_x, minutes=fs.minutes, mask=fs.mask, **extra)
         if fs.games is not None: fs.games.to_parquet(tmp/'games.parquet', index=False)
-        (tmp/'schema.json').write_text(json.dumps(fs.schema.to_dict(), indent=1))
+        write_json(tmp/'schema.json', fs.schema.to_dict())
         if path.exists(): shutil.rmtree(path)
         os.replace(tmp, path)
     except OSError:
@@ -809,7 +752,7 @@ def build_features(tables:dict,                  # canonical tables: teams, team
                   )->FeatureSet:
     "The FeatureSet for every regular-season game date of every season plus the end of each regular season, cached."
     if cache_dir is None: return compute_features(tables, training_cfg)
-    fingerprint = data_fingerprint or fingerprint_tables(tables)
+    fingerprint = data_fingerprint or tables_fingerprint(tables)
     path = Path(cache_dir)/f'features_{features_key(fingerprint, feature_schema(training_cfg))}'
     if (path/'schema.json').exists(): return load_features(path)
     fs = compute_features(tables, training_cfg)

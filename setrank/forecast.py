@@ -11,22 +11,21 @@ from typing import Optional, Sequence, Union
 import numpy as np, pandas as pd
 from scipy.special import expit
 from .config import Config, SetrankError, parse_season, season_key
-from .files import atomic_write
+from .files import atomic_write, write_json, write_png
 from .targets import regular_games, to_game_date, in_progress_seasons, unplayed_games, full_season_games
 from .predict import (WinCalibration, calibrate_scale, game_score_diffs, bracket_order, bracket_size,
                              _play_series)
 
 # %% auto #0
-__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'RATING_PRIOR_WEIGHT', 'PLAY_IN_FIRST_SEASON', 'RULES',
-           'BASELINE_METHODS', 'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state',
-           'formula_schedule', 'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability',
-           'calibrate_game_model', 'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head',
-           'tiebreak_order', 'has_play_in', 'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast',
-           'forecast_season', 'forecast_document', 'write_forecast_json', 'forecast_markdown', 'plot_forecast',
-           'write_forecast', 'resolve_as_of', 'forecast_cut', 'date_of_season', 'ensemble_scores', 'RunStrength',
-           'ensemble_game_model', 'run_strength', 'forecast_command', 'cut_tables', 'write_folder',
-           'regressed_point_diff', 'baseline_game_models', 'baseline_strength', 'forecast_scores', 'season_truth',
-           'forecast_backtest', 'format_forecast_backtest']
+__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY_IN_FIRST_SEASON', 'RULES', 'BASELINE_METHODS',
+           'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state', 'formula_schedule',
+           'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability', 'calibrate_game_model',
+           'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head', 'tiebreak_order', 'has_play_in',
+           'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast', 'forecast_season', 'forecast_document',
+           'write_forecast_json', 'forecast_markdown', 'plot_forecast', 'write_forecast', 'resolve_as_of',
+           'feature_as_of', 'date_of_season', 'ensemble_scores', 'RunStrength', 'ensemble_game_model', 'run_strength',
+           'forecast_command', 'tables_before', 'write_folder', 'regressed_point_diff', 'baseline_game_models',
+           'baseline_strength', 'forecast_scores', 'season_truth', 'forecast_backtest', 'format_forecast_backtest']
 
 # %% ../nbs/13a_forecast.ipynb #a355ea7e
 @dataclass
@@ -220,13 +219,11 @@ def fit_game_model(team_games:pd.DataFrame, # canonical team_games
     slope, intercept = np.polyfit(x[ok], y[ok], 1)
     return GameModel(float(intercept), float(slope), home, seasons)
 
-RATING_PRIOR_WEIGHT = 1.0
-
 def match_ratings(win_pct:np.ndarray,        # (teams,) predicted rest-of-season win %, aligned with state.teams
                   state:SeasonState,         # the teams
                   remaining:RemainingSchedule, # their games left
                   home_advantage:float,      # logit of the home court
-                  prior_weight:float=RATING_PRIOR_WEIGHT, # λ: pull toward logit(win %), in games
+                  prior_weight:float,        # λ: pull toward logit(win %), in games (`forecast.rating_prior_weight`)
                  )->np.ndarray:              # (teams,) ratings, logit scale
     "Logit ratings whose expected win % over each team's remaining games matches `win_pct`."
     from scipy.optimize import minimize
@@ -466,7 +463,7 @@ def forecast_document(fc:Forecast)->dict:
 
 def write_forecast_json(fc:Forecast, path:Union[str, Path])->Path:
     "Write `forecast_document(fc)` as strict JSON (no NaN), atomically."
-    return atomic_write(path, json.dumps(forecast_document(fc), indent=2, allow_nan=False) + '\n')
+    return write_json(path, forecast_document(fc))
 
 # %% ../nbs/13a_forecast.ipynb #eb8a5528
 def _pct(p:float)->str:
@@ -510,7 +507,6 @@ def forecast_markdown(fc:Forecast)->str:
 def plot_forecast(fc:Forecast, path:Union[str, Path])->Path:
     "Projected wins per team (mean, bars from the 10th to the 90th percentile), colored by conference; a PNG."
     from matplotlib.figure import Figure
-    from setrank.evaluate import _save
     t = fc.teams.sort_values(['projected_wins', 'team'])
     fig = Figure(figsize=(8, 0.28*len(t) + 1.6)); ax = fig.subplots()
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
@@ -525,7 +521,7 @@ def plot_forecast(fc:Forecast, path:Union[str, Path])->Path:
     ax.set_ylabel('team')
     ax.set_title(f'Projected wins, {fc.season} as of {fc.as_of.date().isoformat()} ({fc.simulations:,} simulations)')
     ax.legend(fontsize=8, loc='lower right'); ax.grid(alpha=.3, axis='x')
-    return _save(fig, path)
+    return write_png(path, fig)
 
 def write_forecast(fc:Forecast, out_dir:Union[str, Path], plots:bool=True)->dict[str, Path]:
     "Write forecast.json, forecast.md and (with `plots`) forecast.png into `out_dir`, each atomically."
@@ -559,8 +555,8 @@ def resolve_as_of(tables:dict,  # canonical tables
                            f'({starts.min().date()}, season {starts.idxmin()})')
     return max(started.index, key=parse_season), day
 
-def forecast_cut(rows:pd.DataFrame, season:str, as_of)->pd.Timestamp:
-    "The feature cut that sees exactly the games before `as_of`: the first cut of `season` on or after it (else its last)."
+def feature_as_of(rows:pd.DataFrame, season:str, as_of)->pd.Timestamp:
+    "The as-of date of the feature rows that see exactly the games before `as_of`: the first of `season` on or after it (else its last)."
     cuts = np.sort(pd.to_datetime(rows.as_of[rows.season == season]).unique())
     if not len(cuts): raise SetrankError(f'no feature rows for season {season}')
     after = cuts[cuts >= np.datetime64(pd.Timestamp(as_of))]
@@ -576,20 +572,15 @@ def date_of_season(season:str, month_day:str)->pd.Timestamp:
 # %% ../nbs/13a_forecast.ipynb #8b53f1a8
 def ensemble_scores(art, positions:np.ndarray)->np.ndarray:
     "The stacked ensemble's scores of the feature rows at `positions`, from a loaded run (`setrank.pipeline.load_run`)."
-    from setrank.model_a import predict_model_a
-    from setrank.model_b import predict_model_b
-    from setrank.stacking import simple_prior, oof_frame
-    fs, positions = art.fs, np.asarray(positions)
-    pa, pb = predict_model_a(art.model_a, fs, positions), predict_model_b(art.model_b, fs, positions)
-    frame = oof_frame(fs, {}, f'y_{art.cfg.training.target}').iloc[positions]
-    frame = frame.assign(model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=simple_prior(fs.rows, art.cfg.stacking.prior_schedule_weight)[positions])
+    from setrank.pipeline import base_scores
+    frame, _ = base_scores(art.fs, art.cfg, art.model_a, art.model_b, np.asarray(positions))
     return art.stack.predict(frame)
 
 @dataclass
 class RunStrength:
-    "Strengths at a cut from one run, and the game model fitted on its validation season."
+    "Strengths as of a date from one run, and the game model fitted on its validation season."
     strength: pd.Series        # team_id -> ensemble score
-    cut: pd.Timestamp          # the feature cut
+    feature_as_of: pd.Timestamp # the as-of date of the feature rows read (`feature_as_of`)
     game_model: GameModel
     run_dir: Path
 
@@ -622,14 +613,14 @@ def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
     if split['test'] == season:
         cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet', 'oof.parquet'], progress)
         scores = pd.read_parquet(run_dir/'scores.parquet')
-        cut = forecast_cut(scores, season, as_of)
+        cut = feature_as_of(scores, season, as_of)
         at = scores[(scores.season == season) & (pd.to_datetime(scores.as_of) == cut)]
         strength = pd.Series(at.ensemble.to_numpy('float64'), index=at.team_id.to_numpy('int64'))
     else:
         art = load_run(run_dir, progress)
         if not (run_dir/'oof.parquet').exists(): raise SetrankError(f'{run_dir} is not a finished run: oof.parquet is missing')
         tables, fs = art.tables, art.fs
-        cut = forecast_cut(fs.rows, season, as_of)
+        cut = feature_as_of(fs.rows, season, as_of)
         pos = np.flatnonzero(((fs.rows.season == season) & (pd.to_datetime(fs.rows.as_of) == cut)).to_numpy())
         strength = pd.Series(ensemble_scores(art, pos), index=fs.rows.team_id.to_numpy('int64')[pos])
     oof = pd.read_parquet(run_dir/'oof.parquet')
@@ -663,12 +654,12 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     strength = rs.strength.reindex(state.teams.team_id).to_numpy('float64')
     if np.isnan(strength).any():
         team = state.teams.team.iloc[int(np.flatnonzero(np.isnan(strength))[0])]
-        raise SetrankError(f'{Path(run).name} has no strength for {team} at the cut {rs.cut.date()}')
+        raise SetrankError(f'{Path(run).name} has no strength for {team} as of {rs.feature_as_of.date()}')
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
-    rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
+    rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
-                         game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, feature cut {rs.cut.date()}')
+                         game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}')
     fc.notes.append(f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
                     if in_progress else f'{season} is finished in the store: this forecasts it from {as_of.date()}, '
                                         f'ignoring every result from that day on.')
@@ -678,7 +669,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     return out, fc
 
 # %% ../nbs/13a_forecast.ipynb #9951b8e2
-def cut_tables(tables:dict,  # canonical tables (plus extras)
+def tables_before(tables:dict,  # canonical tables (plus extras)
                as_of,        # the first day not yet played
               )->dict:
     "The tables before `as_of` (every game on or after it dropped), plus the dropped regular-season games as `schedule`."
@@ -778,6 +769,40 @@ def season_truth(team_games:pd.DataFrame, state:SeasonState)->tuple[np.ndarray, 
     champ = np.flatnonzero(po.series_won.to_numpy() == po.series_won.max()) if made.any() else []
     return wins, made, (int(champ[0]) if len(champ) == 1 else None)
 
+def _check_backtest_folder(bt:Path, seasons:list[str]):
+    for s in seasons:
+        for name in ('manifest.json', 'scores.parquet', 'oof.parquet'):
+            if not (bt/s/name).exists():
+                raise SetrankError(f'{bt/s/name} is missing: run `setrank backtest --seasons {seasons[0]}:{seasons[-1]}` '
+                                   f'(same --data and --config) first')
+
+def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.DataFrame, models:dict, season:str,
+                        as_of:pd.Timestamp, n_sims:int, seed:int)->list[dict]:
+    "Each method's forecast of `season` from `as_of` over the real games left, scored against what happened."
+    tg = tables['team_games']
+    state = season_state(tables, season, as_of)
+    games = games_after(tg, season, as_of)
+    remaining = RemainingSchedule(games, 'games', f'{len(games)} real games after the date')
+    features_at = feature_as_of(rows, season, as_of)
+    at = lambda frame: frame[(frame.season == season) & (pd.to_datetime(frame.as_of) == features_at)].set_index('team_id').reindex(state.teams.team_id)
+    at_rows, at_scores = at(rows), at(scores)
+    truth = season_truth(tg, state)
+    idx = pd.Index(state.teams.team_id)
+    home, away = idx.get_indexer(games.home_team_id), idx.get_indexer(games.away_team_id)
+    out = []
+    for method in FORECAST_METHODS:
+        gm = models[method]
+        strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
+                    else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
+        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
+        fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
+        prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
+        out.append({'method': method, **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
+                    'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
+                    'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
+                    'regression_games': gm.regression_games})
+    return out
+
 def forecast_backtest(cfg:Config,               # the backtest's config (data source, paths, forecast settings)
                       seasons:Sequence[str],    # test seasons, each a folder of the backtest
                       backtest_dir=None,        # default: paths.runs/backtest_<first>_<last> (`setrank backtest`)
@@ -789,11 +814,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
     from setrank.pipeline import load_league, run_features
     seasons = list(seasons)
     bt = Path(backtest_dir) if backtest_dir is not None else Path(cfg.paths.runs)/f'backtest_{seasons[0]}_{seasons[-1]}'
-    for s in seasons:
-        for name in ('manifest.json', 'scores.parquet', 'oof.parquet'):
-            if not (bt/s/name).exists():
-                raise SetrankError(f'{bt/s/name} is missing: run `setrank backtest --seasons {seasons[0]}:{seasons[-1]}` '
-                                   f'(same --data and --config) first')
+    _check_backtest_folder(bt, seasons)
     dates = list(dates or cfg.forecast.backtest_dates)
     n_sims = cfg.forecast.simulations if n_sims is None else int(n_sims)
     seed = cfg.repro.seed if seed is None else int(seed)
@@ -816,28 +837,10 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
             if not first < as_of <= last:
                 if progress: print(f'{s} {md_}: skipped ({as_of.date()} is outside its regular season {first.date()}..{last.date()})')
                 continue
-            state = season_state(tables, s, as_of)
-            games = games_after(tg, s, as_of)
-            remaining = RemainingSchedule(games, 'games', f'{len(games)} real games after the date')
-            cut = forecast_cut(rows, s, as_of)
-            at_rows = rows[(rows.season == s) & (pd.to_datetime(rows.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
-            at_scores = scores[(scores.season == s) & (pd.to_datetime(scores.as_of) == cut)].set_index('team_id').reindex(state.teams.team_id)
-            truth = season_truth(tg, state)
-            idx = pd.Index(state.teams.team_id)
-            home, away = idx.get_indexer(games.home_team_id), idx.get_indexer(games.away_team_id)
-            for method in FORECAST_METHODS:
-                gm = models[method]
-                strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
-                            else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
-                rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage)
-                fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
-                prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
-                out.append({'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), 'method': method,
-                            **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
-                            'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
-                            'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
-                            'regression_games': gm.regression_games, 'calibrated_on': ','.join(validation)})
-            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f}" for r in out[-len(FORECAST_METHODS):]))
+            scored = _forecast_from_date(cfg, tables, rows, scores, models, s, as_of, n_sims, seed)
+            out += [{'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), **r, 'calibrated_on': ','.join(validation)}
+                    for r in scored]
+            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f}" for r in scored))
     table = pd.DataFrame(out)
     table.to_csv(bt/'forecast_backtest.csv', index=False)
     atomic_write(bt/'forecast_backtest.md', f'# Forecast backtest {seasons[0]} to {seasons[-1]}\n\n```\n'

@@ -12,18 +12,19 @@ import numpy as np, pandas as pd, torch
 from torch import nn
 from tqdm import tqdm
 from .config import Config, ModelAConfig, SeasonSplit, SetrankError, TrainingConfig, parse_season, season_key
-from .files import atomic_write
+from .files import atomic_write, json_ready, write_json
 from .attention import SetAttention, attention_entropy, fallback_weights, minutes_share
 from .features import FeatureSchema, FeatureSet, Standardizer
 from .baselines import list_spearman, mean_list_spearman
+from .targets import LABELS
 
 # %% auto #0
 __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATEAU_RTOL', 'PLATEAU_EPOCHS', 'CHECKPOINT_FORMAT',
-           'REST_DAYS_CAP_GAME', 'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize',
-           'listmle_loss', 'ModelAOutput', 'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs',
-           'model_inputs', 'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
-           'AttentionDiagnosticWarning', 'attention_diagnostics', 'write_json_atomic', 'save_model_a', 'load_model_a',
-           'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability', 'train_model_a',
+           'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize', 'listmle_loss', 'ModelAOutput',
+           'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs', 'model_inputs',
+           'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
+           'AttentionDiagnosticWarning', 'attention_diagnostics', 'save_model_a', 'load_model_a', 'GamePairs',
+           'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability', 'train_model_a',
            'predict_model_a', 'oof_model_a', 'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
@@ -435,19 +436,6 @@ def attention_diagnostics(head_weights:torch.Tensor,  # (teams, heads, players) 
                 fallback_share=float(fallback[has].float().mean()))
 
 # %% ../nbs/06_model_a.ipynb #6960f821
-def _json_safe(o):
-    "NaN/inf → None, numpy scalars → Python, recursively (valid JSON, no NaN)."
-    if isinstance(o, dict): return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_json_safe(v) for v in o]
-    if isinstance(o, (np.floating, float)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer): return int(o)
-    if isinstance(o, np.bool_): return bool(o)
-    return o
-
-def write_json_atomic(path:Union[str, Path], data:dict):
-    "Write `data` as JSON to `path` atomically (temp file in the same folder, then `os.replace`)."
-    atomic_write(path, json.dumps(_json_safe(data), indent=1, allow_nan=False))
-
 def _diagnostic_warnings(history:dict, final:bool=False)->list[str]:
     "New warnings for the latest epoch of `history` (each kind at most once per training run)."
     epochs, said, out = history['epochs'], history.setdefault('warnings', []), []
@@ -485,7 +473,7 @@ def save_model_a(model:DeepSetRank,          # a trained model (vocab, standardi
                    state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                    vocab=dict(model.vocab), standardizer=model.standardizer.to_dict(),
                    feature_schema=dict(model.feature_schema), target=model.target,
-                   meta=_json_safe(dict(meta or {}, setrank_version=__version__)))
+                   meta=json_ready(dict(meta or {}, setrank_version=__version__), nan_as_null=True))
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 def load_model_a(path:Union[str, Path],                   # a file written by `save_model_a`
@@ -509,18 +497,17 @@ def load_model_a(path:Union[str, Path],                   # a file written by `s
     return model.to(device).eval()
 
 # %% ../nbs/06_model_a.ipynb #24865eff
-REST_DAYS_CAP_GAME = 3   # rest days beyond three add nothing to a game's margin
-
 class GamePairs(NamedTuple):
     "Regular-season games as FeatureSet row positions, with their results."
     home_row: np.ndarray   # (games,) row of the home team at the game's date
     away_row: np.ndarray   # (games,) row of the away team
     margin: np.ndarray     # (games,) home points minus away points
     home: np.ndarray       # (games,) 1.0 at home, 0.0 on a neutral floor
-    rest_diff: np.ndarray  # (games,) home minus away rest days, each capped at REST_DAYS_CAP_GAME
+    rest_diff: np.ndarray  # (games,) home minus away rest days, each capped at `rest_days_cap`
 
 def game_pairs(fs:FeatureSet,            # FeatureSet with `games` (`setrank.features.game_results`)
                seasons:Sequence[str],    # seasons to take
+               rest_days_cap:int,        # rest days beyond this add nothing (`model_a.game_rest_days_cap`)
               )->GamePairs:
     "The games of `seasons` whose two teams both have a row at the game's date (empty without `fs.games`)."
     empty = np.zeros(0, np.int64)
@@ -533,7 +520,7 @@ def game_pairs(fs:FeatureSet,            # FeatureSet with `games` (`setrank.fea
     home, away = at('home_team_id'), at('away_team_id')
     ok = np.isfinite(home) & np.isfinite(away)
     home, away, games = home[ok].astype(np.int64), away[ok].astype(np.int64), games[ok]
-    rest = fs.rows['rest_days'].to_numpy(np.float64).clip(0, REST_DAYS_CAP_GAME) if 'rest_days' in fs.rows else np.zeros(len(fs.rows))
+    rest = fs.rows['rest_days'].to_numpy(np.float64).clip(0, rest_days_cap) if 'rest_days' in fs.rows else np.zeros(len(fs.rows))
     return GamePairs(home, away, games.margin.to_numpy(np.float64), (~games.neutral.to_numpy(bool)).astype(np.float64),
                      rest[home] - rest[away])
 
@@ -678,9 +665,9 @@ def _optimizer(model:DeepSetRank, mcfg:ModelAConfig)->torch.optim.Optimizer:
     if embedding: param_groups.append(dict(params=embedding, lr=mcfg.learning_rate*mcfg.embedding_lr_scale))
     return torch.optim.Adam(param_groups, lr=mcfg.learning_rate, weight_decay=mcfg.weight_decay)
 
-def _game_tensors(fs:FeatureSet, seasons:Sequence[str], device)->Optional[dict]:
+def _game_tensors(fs:FeatureSet, seasons:Sequence[str], device, rest_days_cap:int)->Optional[dict]:
     "The training games as tensors on `device`, with the margins' variance (None when there are none)."
-    games = game_pairs(fs, seasons)
+    games = game_pairs(fs, seasons, rest_days_cap)
     if not len(games.margin):
         warnings.warn(f'Model A: model_a.game_weight > 0 but the FeatureSet holds no games for {list(seasons)}; '
                       'training without the game loss')
@@ -741,6 +728,89 @@ def _train_epoch(model:DeepSetRank, inputs:ModelAInputs, labels:torch.Tensor, li
     if future is not None: out['availability_loss'] = float(total['availability_loss'])/max(steps, 1)
     return out | dict(grad_norm={k: float(v)/max(steps, 1) for k, v in norms.items()})
 
+# %% ../nbs/06_model_a.ipynb #13e0ac7f
+class _Fit(NamedTuple):
+    "Everything one training run works with, built by `_prepare_fit`."
+    model: DeepSetRank
+    inputs: ModelAInputs
+    labels: torch.Tensor        # (rows,) the target, on the device
+    labels_np: np.ndarray       # (rows,) the same, for the monitor's Spearman
+    lists: dict                 # stride offset -> training lists
+    monitor: np.ndarray         # the lists early stopping watches (validation, else training)
+    monitor_rows: np.ndarray    # the rows those lists hold
+    validates: bool             # whether `monitor` is the validation seasons
+    generator: torch.Generator  # the seeded generator of list order, ties and game order
+    games: Optional[dict]       # the game loss's games (`_game_tensors`), if weighted
+    future: Optional[torch.Tensor] # the availability loss's future minutes, if weighted
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+def _check_split(rows:pd.DataFrame, split:SeasonSplit):
+    seasons = set(rows['season'].astype(str).unique())
+    unknown = [s for s in [*split.train, *split.validation] if s not in seasons]
+    if unknown: raise SetrankError(f'seasons {unknown} are not in the FeatureSet; it has {sorted(seasons)}')
+
+def _future_minutes(fs:FeatureSet, mcfg:ModelAConfig, device)->Optional[torch.Tensor]:
+    "The availability target, when the loss is weighted or pretrained and the pooling is attention (None otherwise)."
+    if not ((mcfg.availability_weight > 0 or mcfg.availability_epochs > 0) and mcfg.pooling == 'attention'): return None
+    if fs.future_minutes is None:
+        warnings.warn('Model A: the availability loss is on but the FeatureSet has no future_minutes (rebuild the '
+                      'features); training without it')
+        return None
+    return torch.tensor(np.nan_to_num(fs.future_minutes), dtype=torch.float32, device=device)
+
+def _prepare_fit(fs:FeatureSet, split:SeasonSplit, cfg:Config, device:torch.device, amp:bool)->_Fit:
+    "Lists, model, inputs, labels, generator, games, future minutes and optimizer, in this order (the order is part of the seed)."
+    mcfg, tcfg, target = cfg.model_a, cfg.training, LABELS[cfg.training.target]
+    rows = fs.rows
+    train_pos = np.flatnonzero(rows['season'].isin(split.train).to_numpy())
+    lists, monitor, validates = _list_sets(rows, split, tcfg)
+    model = build_model_a(fs, train_pos, mcfg, tcfg.target).to(device)
+    inputs = model_inputs(model, fs, device=device)
+    labels = torch.tensor(rows[target].to_numpy(np.float64, na_value=np.nan), dtype=torch.float32, device=device)
+    labels_np = rows[target].to_numpy(np.float64, na_value=np.nan)
+    generator = torch.Generator().manual_seed(cfg.repro.seed)
+    games = _game_tensors(fs, split.train, device, mcfg.game_rest_days_cap) if mcfg.game_weight > 0 else None
+    if games: _fit_game_head(model, inputs, games, amp)
+    future = _future_minutes(fs, mcfg, device)
+    return _Fit(model, inputs, labels, labels_np, lists, monitor, np.unique(monitor[monitor >= 0]), validates, generator,
+                games, future, _optimizer(model, mcfg), torch.amp.GradScaler('cuda', enabled=amp))
+
+def _epoch_record(fit:_Fit, epoch:int, lists:torch.Tensor, losses:dict, monitor_name:str, amp:bool, t0:float)->tuple[dict, float]:
+    "Score the monitored lists after an epoch: the epoch's record for train_history.json and its Spearman."
+    scored = _score_rows(fit.model, fit.inputs, fit.monitor_rows, amp)
+    scores = np.full(len(fit.labels_np), np.nan); scores[fit.monitor_rows] = scored['score'].float().cpu().numpy()
+    metric = mean_list_spearman(scores, fit.labels_np, fit.monitor)
+    grad_norm = losses.pop('grad_norm')
+    mask = fit.inputs.mask[torch.as_tensor(fit.monitor_rows, device=fit.inputs.mask.device)]
+    record = dict(epoch=epoch, loss=losses.pop('loss'), **{f'{monitor_name}_spearman': metric},
+                  **attention_diagnostics(scored['head_weights'], mask, scored['fallback']),
+                  grad_norm=grad_norm, **losses,
+                  lr=fit.optimizer.param_groups[0]['lr'], lists=len(lists), seconds=time.perf_counter() - t0)
+    return record, metric
+
+def _report_epoch(bar, record:dict, metric:float, monitor_name:str, best:dict, stop:bool, patience:int):
+    "The progress bar and the log line of one epoch (the bar ends full, with the reason, when training stops early)."
+    bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}', refresh=False); bar.update()
+    logger.info('Model A epoch %d: loss %.4f, %s Spearman %.3f, attention entropy %s nats, fallback %.1f%%',
+                record['epoch'], record['loss'], monitor_name, metric,
+                '/'.join(f'{e:.2f}' for e in record['attention_entropy']), 100*(record['fallback_share'] or 0))
+    if stop:   # instead of stopping at 6/23
+        bar.total = record['epoch']
+        bar.set_postfix_str(f'stopped early: best epoch {best["epoch"]}, {monitor_name} Spearman {best["metric"]:.3f}, '
+                            f'no better in {patience} epochs')
+        bar.refresh()
+
+def _finish_training(model:DeepSetRank, best:dict, history:dict, seed:int, out_dir:Optional[Path])->DeepSetRank:
+    "The best epoch's weights, in eval mode, with their meta; saved with the history when `out_dir` is given."
+    if best['state'] is not None: model.load_state_dict(best['state'])
+    model.eval()
+    model.meta = dict(seed=seed, best_epoch=best['epoch'], best_metric=history['best_metric'], metric=history['metric'])
+    if out_dir is not None:
+        save_model_a(model, out_dir/'model_a.pt', model.meta)
+        write_json(out_dir/'train_history.json', history, nan_as_null=True)
+    return model
+
 # %% ../nbs/06_model_a.ipynb #44f631fc
 def train_model_a(fs:FeatureSet,                              # FeatureSet (rows of all seasons)
                   split:SeasonSplit,                          # .train and .validation seasons (the test season is never used)
@@ -754,82 +824,44 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
     device = resolve_device(device if device is not None else mcfg.device)
     amp = mcfg.amp and device.type == 'cuda'
     out_dir = Path(out_dir) if out_dir is not None else None
-    rows, target = fs.rows, f'y_{tcfg.target}'
-    seasons = set(rows['season'].astype(str).unique())
-    unknown = [s for s in [*split.train, *split.validation] if s not in seasons]
-    if unknown: raise SetrankError(f'seasons {unknown} are not in the FeatureSet; it has {sorted(seasons)}')
-    train_pos = np.flatnonzero(rows['season'].isin(split.train).to_numpy())
-    stride = tcfg.as_of_stride
+    _check_split(fs.rows, split)
     with deterministic(seed, cuda=device.type == 'cuda'), torch_threads(mcfg.cpu_threads if device.type == 'cpu' else None):
-        list_cache, monitor, validates = _list_sets(rows, split, tcfg)
-        monitor_name = 'validation' if validates else 'train'
-        monitor_rows = np.unique(monitor[monitor >= 0])
-        model = build_model_a(fs, train_pos, mcfg, tcfg.target).to(device)
-        inputs = model_inputs(model, fs, device=device)
-        labels = torch.tensor(rows[target].to_numpy(np.float64, na_value=np.nan), dtype=torch.float32, device=device)
-        labels_np = rows[target].to_numpy(np.float64, na_value=np.nan)
-        generator = torch.Generator().manual_seed(seed)
-        games = _game_tensors(fs, split.train, device) if mcfg.game_weight > 0 else None
-        if games: _fit_game_head(model, inputs, games, amp)
-        future = None
-        if (mcfg.availability_weight > 0 or mcfg.availability_epochs > 0) and mcfg.pooling == 'attention':
-            if fs.future_minutes is None: warnings.warn('Model A: the availability loss is on but the FeatureSet has no '
-                                                        'future_minutes (rebuild the features); training without it')
-            else: future = torch.tensor(np.nan_to_num(fs.future_minutes), dtype=torch.float32, device=device)
-        optimizer = _optimizer(model, mcfg)
-        scaler = torch.amp.GradScaler('cuda', enabled=amp)
+        fit = _prepare_fit(fs, split, cfg, device, amp)
+        model, monitor_name = fit.model, 'validation' if fit.validates else 'train'
         history = dict(target=tcfg.target, metric=f'mean Spearman per list ({monitor_name})', seed=seed,
                        device=str(device), amp=amp, train_seasons=list(split.train),
                        validation_seasons=list(split.validation), lists_per_epoch=None, epochs=[], warnings=[])
-        if games: history['games_per_epoch'] = len(games['margin'])
-        if future is not None and mcfg.availability_epochs > 0:   # the attention learns who will play, then ranks
-            history['availability_pretraining'] = _json_safe(pretrain_availability(
-                model, inputs, future, train_pos, monitor_rows if validates else None, mcfg, generator, amp))
+        if fit.games: history['games_per_epoch'] = len(fit.games['margin'])
+        if fit.future is not None and mcfg.availability_epochs > 0:   # the attention learns who will play, then ranks
+            train_rows = np.flatnonzero(fs.rows['season'].isin(split.train).to_numpy())
+            history['availability_pretraining'] = json_ready(pretrain_availability(
+                model, fit.inputs, fit.future, train_rows, fit.monitor_rows if fit.validates else None, mcfg, fit.generator,
+                amp), nan_as_null=True)
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
-            scored = _score_rows(model, inputs, monitor_rows, amp)
-            scores_np = np.full(len(rows), np.nan); scores_np[monitor_rows] = scored['score'].float().cpu().numpy()
-            best = dict(metric=mean_list_spearman(scores_np, labels_np, monitor), epoch=0, state=copy.deepcopy(model.state_dict()))
+            scored = _score_rows(model, fit.inputs, fit.monitor_rows, amp)
+            scores = np.full(len(fit.labels_np), np.nan); scores[fit.monitor_rows] = scored['score'].float().cpu().numpy()
+            best = dict(metric=mean_list_spearman(scores, fit.labels_np, fit.monitor), epoch=0, state=copy.deepcopy(model.state_dict()))
             history['start_metric'] = best['metric']
         start, bar = time.perf_counter(), tqdm(total=mcfg.epochs, desc='Model A', unit='epoch', disable=not progress)
         for epoch in range(1, mcfg.epochs + 1):   # the bar is updated by hand: a loop over it would stop one short on `break`
             t0, model = time.perf_counter(), model.train()
-            lists = torch.as_tensor(list_cache[(epoch - 1) % stride], device=device)
-            losses = _train_epoch(model, inputs, labels, lists, games, future, optimizer, scaler, mcfg, generator, amp)
-            scored = _score_rows(model, inputs, monitor_rows, amp)
-            scores_np = np.full(len(rows), np.nan); scores_np[monitor_rows] = scored['score'].float().cpu().numpy()
-            metric = mean_list_spearman(scores_np, labels_np, monitor)
-            grad_norm = losses.pop('grad_norm')
-            record = dict(epoch=epoch, loss=losses.pop('loss'), **{f'{monitor_name}_spearman': metric},
-                          **attention_diagnostics(scored['head_weights'], inputs.mask[torch.as_tensor(monitor_rows, device=device)],
-                                                  scored['fallback']),
-                          grad_norm=grad_norm, **losses,
-                          lr=optimizer.param_groups[0]['lr'], lists=len(lists), seconds=time.perf_counter() - t0)
-            history['epochs'].append(_json_safe(record)); history['lists_per_epoch'] = len(lists)
-            improved = math.isfinite(metric) and metric > best['metric'] + 1e-6
-            if improved: best = dict(metric=metric, epoch=epoch, state=copy.deepcopy(model.state_dict()))
-            stop = validates and epoch - best['epoch'] >= mcfg.patience
+            lists = torch.as_tensor(fit.lists[(epoch - 1) % tcfg.as_of_stride], device=device)
+            losses = _train_epoch(model, fit.inputs, fit.labels, lists, fit.games, fit.future, fit.optimizer, fit.scaler,
+                                  mcfg, fit.generator, amp)
+            record, metric = _epoch_record(fit, epoch, lists, losses, monitor_name, amp, t0)
+            history['epochs'].append(json_ready(record, nan_as_null=True)); history['lists_per_epoch'] = len(lists)
+            if math.isfinite(metric) and metric > best['metric'] + 1e-6:
+                best = dict(metric=metric, epoch=epoch, state=copy.deepcopy(model.state_dict()))
+            stop = fit.validates and epoch - best['epoch'] >= mcfg.patience
             _diagnostic_warnings(history, final=stop or epoch == mcfg.epochs)
             history.update(best_epoch=best['epoch'], best_metric=best['metric'] if best['state'] is not None else None,
                            stopped_early=stop, seconds=time.perf_counter() - start)
-            if out_dir is not None: write_json_atomic(out_dir/'train_history.json', history)
-            bar.set_postfix(loss=f'{record["loss"]:.3f}', spearman=f'{metric:.3f}', refresh=False); bar.update()
-            logger.info('Model A epoch %d: loss %.4f, %s Spearman %.3f, attention entropy %s nats, fallback %.1f%%',
-                        epoch, record['loss'], monitor_name, metric,
-                        '/'.join(f'{e:.2f}' for e in record['attention_entropy']), 100*(record['fallback_share'] or 0))
-            if stop:   # the bar ends full (epoch/epoch), with the reason, instead of stopping at 6/23
-                bar.total = epoch
-                bar.set_postfix_str(f'stopped early: best epoch {best["epoch"]}, {monitor_name} Spearman {best["metric"]:.3f}, '
-                                    f'no better in {mcfg.patience} epochs')
-                bar.refresh()
-                break
+            if out_dir is not None: write_json(out_dir/'train_history.json', history, nan_as_null=True)
+            _report_epoch(bar, record, metric, monitor_name, best, stop, mcfg.patience)
+            if stop: break
         bar.close()
-        if best['state'] is not None: model.load_state_dict(best['state'])
-        model.eval()
-        model.meta = dict(seed=seed, best_epoch=best['epoch'], best_metric=history['best_metric'], metric=history['metric'])
-        if out_dir is not None:
-            save_model_a(model, out_dir/'model_a.pt', model.meta)
-            write_json_atomic(out_dir/'train_history.json', history)
+        model = _finish_training(model, best, history, seed, out_dir)
     logger.info('Model A: %d epochs, best %s at epoch %d (%.1f s)', len(history['epochs']), history['metric'],
                 best['epoch'], history['seconds'])
     return model, history

@@ -12,7 +12,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 from .config import Config, SetrankError, TrainingConfig, load_config, parse_season
-from .files import atomic_write
+from .files import atomic_write, write_json
+from .targets import LABELS
 
 # %% auto #0
 __all__ = ['FORBIDDEN_FEATURE_PATTERNS', 'MODEL_B_FILES', 'ToyFeatureSchema', 'ToyFeatureSet', 'toy_featureset',
@@ -22,7 +23,7 @@ __all__ = ['FORBIDDEN_FEATURE_PATTERNS', 'MODEL_B_FILES', 'ToyFeatureSchema', 'T
 # %% ../nbs/07_model_b.ipynb #b92aaa6b
 @dataclass
 class ToyFeatureSchema:
-    "The `FeatureSchema` fields Model B reads, for examples and tests."
+    "Example data: the `FeatureSchema` fields Model B reads (see `toy_featureset`)."
     team_features: list[str]
     player_features: list[str] = field(default_factory=lambda: ['minutes_15'])
     windows: list[int] = field(default_factory=lambda: [15])
@@ -31,7 +32,7 @@ class ToyFeatureSchema:
 
 @dataclass
 class ToyFeatureSet:
-    "A FeatureSet-shaped toy (same fields as `setrank.features.FeatureSet`)."
+    "Example data: a FeatureSet-shaped toy (same fields as `setrank.features.FeatureSet`)."
     rows: pd.DataFrame
     player_ids: np.ndarray
     player_x: np.ndarray
@@ -45,7 +46,7 @@ def toy_featureset(n_seasons:int=4,           # seasons, starting with 2015-16
                    seed:int=0,                # seed of the toy league
                    noise:float=1.0,           # feature noise (per game; it shrinks with games played)
                   )->ToyFeatureSet:
-    "A tiny league with known strength: features measure it with noise, labels follow it (higher = stronger)."
+    "Example data for the notebooks and tests: a tiny league with known strength, measured with noise (higher = stronger)."
     rng = np.random.default_rng(seed)
     n_teams, roster = 2*teams_per_conference, 5
     strength = rng.normal(size=n_teams)
@@ -110,7 +111,7 @@ def check_team_features(names:Sequence[str],             # candidate Model B inp
 # %% ../nbs/07_model_b.ipynb #bdc7f3de
 def target_column(training:TrainingConfig)->str:
     "The label column of the declared target (`y_<target>`, higher = stronger)."
-    return f'y_{training.target}'
+    return LABELS[training.target]
 
 def list_keys(training:TrainingConfig)->list[str]:
     "Columns that identify one ranking list: (as_of, conference) or (as_of,) for league-wide lists."
@@ -250,7 +251,7 @@ def save_model_b(model:ModelB,                 # the fitted Model B
                     target=model.target, objective=model.objective, info=model.info,
                     versions=dict(xgboost=xgboost.__version__, sklearn=sklearn.__version__),
                     files={k: dict(name=MODEL_B_FILES[k], sha256=_sha256(paths[k])) for k in ('xgb', 'rf')})
-    atomic_write(paths['manifest'], lambda p: Path(p).write_text(json.dumps(manifest, indent=2, allow_nan=False)))
+    write_json(paths['manifest'], manifest)
     return paths
 
 def load_model_b(folder:Union[str, Path],                      # a folder written by `save_model_b`

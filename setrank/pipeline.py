@@ -11,26 +11,24 @@ from pathlib import Path
 from typing import Any, Optional, Union
 import numpy as np
 import setrank
-from .config import Config, SetrankError, config_hash, config_yaml
-from .files import atomic_write
+from .config import OBJECTIVES, Config, SetrankError, config_hash, config_yaml
+from .files import atomic_write, read_json, write_json
+from .targets import LABELS, horizon_label, horizon_rows
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'write_json', 'code_version', 'new_run_dir',
-           'latest_run_dir', 'StageTimer', 'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store',
-           'load_league', 'run_features', 'playoff_scores', 'headline_metrics', 'RunResult', 'write_in_progress_report',
-           'run_pipeline', 'train_a', 'open_run', 'evaluate_scores', 'evaluate_run_dir', 'backtest', 'pooled_report',
+__all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
+           'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
+           'playoff_scores', 'headline_metrics', 'RunPlan', 'plan_run', 'out_of_fold_scores', 'TestScores',
+           'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores', 'write_in_progress_report',
+           'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'pooled_report',
            'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
-# %% ../nbs/13_pipeline.ipynb #bc897a2f
-def write_json(path:Union[str, Path], obj:Any)->Path:
-    "Write `obj` as indented JSON, atomically; NaN or infinity is an error, not invalid JSON."
-    return atomic_write(path, json.dumps(obj, indent=2, allow_nan=False, default=str) + '\n')
-
 # %% ../nbs/13_pipeline.ipynb #461ec789
-def code_version()->str:
-    "`<version>+<12 hex of the sha256 over setrank/*.py>`: changes whenever any library source changes."
+def code_version(lib:Union[str, Path, None]=None, # the package folder (default: the installed setrank)
+                )->str:
+    "`<version>+<12 hex of the sha256 over the package's *.py>`: changes whenever any library source changes."
     h = hashlib.sha256()
-    for f in sorted(Path(setrank.__file__).parent.glob('*.py')):
+    for f in sorted(Path(lib or Path(setrank.__file__).parent).glob('*.py')):
         if f.name == '_modidx.py': continue
         h.update(f.name.encode()); h.update(f.read_bytes())
     return f'{setrank.__version__}+{h.hexdigest()[:12]}'
@@ -118,7 +116,6 @@ def playoff_scores(rows,                    # FeatureSet rows: season, as_of, da
                    horizons,                # `cfg.training.horizons`: the cuts that get a value
                   )->np.ndarray:            # (rows,) expected playoff series won, NaN off the horizon cuts
     "Expected playoff series won at each horizon cut: the real seeds (standings) at the end of the regular season."
-    from setrank.evaluate import horizon_rows
     from setrank.predict import expected_series_won
     s, out = np.asarray(scores, dtype=np.float64), np.full(len(rows), np.nan)
     frame = rows[['season', 'as_of', 'date_index', 'n_dates', 'conference', 'win_pct']].reset_index(drop=True)
@@ -135,26 +132,23 @@ def playoff_scores(rows,                    # FeatureSet rows: season, as_of, da
     return out
 
 # %% ../nbs/13_pipeline.ipynb #7c89d20a
-OBJECTIVES = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
-
 def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
                      playoff:Optional[np.ndarray]=None, # expected series won (`playoff_scores`) for playoff_spearman
                     )->dict:
     "Mean over `seasons` of the headline metrics of `scores` (aligned with `rows`); NaN-free where defined."
     from setrank.baselines import spearman, ndcg_at_k, rank_mae
-    from setrank.evaluate import horizon_rows
-    label, out = f'y_{target}', {k: [] for k in OBJECTIVES}
+    label, out = LABELS[target], {k: [] for k in OBJECTIVES}
     inside = [h for h in horizons if h < 1] if target == 'rest_of_season' else list(horizons)
     rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
                        _playoff=np.asarray(scores if playoff is None else playoff, dtype=np.float64))
     for season in seasons:
-        per = {k: [] for k in ('spearman', 'ndcg8', 'rank_mae')}
+        per = {k: [] for k in ('spearman', 'ndcg_at_8', 'rank_mae')}
         for h in inside:
             at = horizon_rows(rows, h, [season])
             ok = at[label].notna() & at._score.notna()
             if ok.sum() < 4: continue
             s, y = at._score[ok].to_numpy(), at[label][ok].to_numpy(np.float64)
-            per['spearman'].append(spearman(s, y)); per['ndcg8'].append(ndcg_at_k(s, y, 8)); per['rank_mae'].append(rank_mae(s, y))
+            per['spearman'].append(spearman(s, y)); per['ndcg_at_8'].append(ndcg_at_k(s, y, 8)); per['rank_mae'].append(rank_mae(s, y))
         for k, v in per.items():
             if v: out[k].append(float(np.mean(v)))
         end = horizon_rows(rows, 1.0, [season])
@@ -164,29 +158,140 @@ def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
     return {k: (round(float(np.mean(v)), 6) if v else None) for k, v in out.items()}
 
 # %% ../nbs/13_pipeline.ipynb #46e538c7
+@dataclass
+class RunPlan:
+    "Which seasons a run trains, selects and tests on, which it scores out of fold, and whether the test is in progress."
+    split: Any                      # `SeasonSplit`: train, validation, test
+    available: list[str]            # every season in the data, oldest first
+    oof_seasons: list[str]          # scored out of fold for the stack (each with two earlier seasons to train on)
+    in_progress: list[str]          # seasons whose regular season is not finished
+    forecast_season: Optional[str]  # the test season when it is in progress (predicted, not evaluated)
+
+def plan_run(cfg:Config,       # seasons.*, stacking.oof_seasons
+             rows,             # FeatureSet rows (their seasons)
+             tables:dict,      # canonical tables (which seasons are in progress)
+            )->RunPlan:
+    "The seasons of a run; a `SetrankError` when the validation season has fewer than two seasons before it."
+    from setrank.config import resolve_seasons, parse_season
+    from setrank.targets import in_progress_seasons
+    available = sorted(rows.season.astype(str).unique(), key=parse_season)
+    split = resolve_seasons(cfg.seasons, available)
+    before_test = [s for s in available if parse_season(s) < parse_season(split.test)]
+    oof = [s for s in before_test if len([t for t in before_test if parse_season(t) < parse_season(s)]) >= 2]
+    oof = oof[-cfg.stacking.oof_seasons:]
+    if split.validation[-1] not in oof:
+        raise SetrankError(f'the validation season {split.validation[-1]} needs two earlier seasons to be scored out of '
+                           f'fold; the data has {available}')
+    in_progress = in_progress_seasons(tables['team_games'], tables.get('schedule'))
+    return RunPlan(split, available, oof, in_progress, split.test if split.test in in_progress else None)
+
+# %% ../nbs/13_pipeline.ipynb #053afb9d
+SCORE_COLUMNS = ('ensemble', 'model_a', 'xgb', 'rf', 'prior')   # the model scores a run writes to scores.parquet
+
+def _base_frame(fs, scores:dict, target_col:str):
+    from setrank.stacking import oof_frame
+    return oof_frame(fs, scores, target_col)
+
+def out_of_fold_scores(fs,                 # the run's FeatureSet
+                       cfg:Config,         # model_a, model_b, stacking, training.target
+                       oof_seasons:list,   # `RunPlan.oof_seasons`
+                      )->'pd.DataFrame':   # the OOF seasons' rows: keys, target, model_a, xgb, rf, prior
+    "Model A, XGBoost and the forest scored out of fold (forward chaining), with the simple prior beside them."
+    from setrank.model_a import oof_model_a
+    from setrank.stacking import oof_model_b, simple_prior
+    oof_a = oof_model_a(fs, oof_seasons, cfg, out_dir=None, progress=False)
+    oof_b = oof_model_b(fs, cfg, oof_seasons=oof_seasons, min_train_seasons=2, early_stopping_seasons=1)
+    prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)   # out of fold by construction (no training)
+    oof = _base_frame(fs, {'model_a': oof_a, 'xgb': oof_b['xgb'].to_numpy(), 'rf': oof_b['rf'].to_numpy(), 'prior': prior},
+                      LABELS[cfg.training.target])
+    return oof[oof.season.isin(oof_seasons)]
+
+# %% ../nbs/13_pipeline.ipynb #08a5d045
+@dataclass
+class TestScores:
+    "The final models and what they say about the test season."
+    model_a: Any              # trained Model A
+    history: dict             # its training history
+    model_b: Any              # fitted XGBoost and forest
+    positions: np.ndarray     # the test season's row positions in the FeatureSet
+    scores: 'pd.DataFrame'    # those rows: keys, target, model_a, xgb, rf, prior, ensemble
+    attention: dict           # Model A's outputs on them (weights, fallback) for the contributors
+
+def base_scores(fs, cfg:Config, model_a, model_b, positions:np.ndarray)->tuple['pd.DataFrame', dict]:
+    "Model A, XGBoost, the forest and the simple prior on the rows at `positions` (with keys and target), and Model A's outputs."
+    from setrank.model_a import predict_model_a
+    from setrank.model_b import predict_model_b
+    from setrank.stacking import simple_prior
+    pa, pb = predict_model_a(model_a, fs, positions), predict_model_b(model_b, fs, positions)
+    prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)[positions]
+    frame = _base_frame(fs, {}, LABELS[cfg.training.target]).iloc[positions].assign(
+        model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=prior)
+    return frame, pa
+
+def fit_final_models(fs, split, cfg:Config, stack, models_dir:Path, progress:bool=False)->TestScores:
+    "Train Model A and Model B on the training seasons, save them in `models_dir`, and score the test season."
+    from setrank.model_a import train_model_a
+    from setrank.model_b import fit_model_b, save_model_b
+    model_a, history = train_model_a(fs, split, cfg, out_dir=models_dir, progress=progress)
+    model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
+    save_model_b(model_b, models_dir/'model_b')
+    positions = np.flatnonzero((fs.rows.season == split.test).to_numpy())
+    test, pa = base_scores(fs, cfg, model_a, model_b, positions)
+    return TestScores(model_a, history, model_b, positions, test.assign(ensemble=stack.predict(test)), pa)
+
+# %% ../nbs/13_pipeline.ipynb #71ed0801
+def _player_names(tables:dict)->dict:
+    pg = tables['player_games']
+    return dict(zip(pg.player_id.astype(str), pg.player_name.astype(str)))
+
+def write_run_predictions(run_dir:Path,        # the run folder
+                          cfg:Config,          # training.horizons, output, training.target, repro.seed
+                          fs, tables:dict,     # the run's features and tables
+                          final:TestScores,    # `fit_final_models`
+                          validation:'pd.DataFrame', # the validation season's OOF rows with `ensemble`
+                          split,               # the run's seasons
+                         )->tuple[list[Path], Any]: # the predictions files, and the calibrated game model
+    "One predictions file per evaluated horizon of the test season, title odds from a game model fitted on validation."
+    from setrank.predict import build_predictions, write_predictions, game_score_diffs, calibrate_scale, OddsCalibration, predictions_file_name
+    diffs = game_score_diffs(tables['team_games'], validation.rename(columns={'ensemble': 'score'})[['season', 'as_of', 'team_id', 'score']])
+    win = calibrate_scale(diffs.score_diff.to_numpy(), diffs.win.to_numpy(), diffs.home.to_numpy())
+    calibration = OddsCalibration(scale=win.scale, home_advantage=win.home_advantage, fitted_on=list(split.validation))
+    rows, pos, test, pa = fs.rows, final.positions, final.scores, final.attention
+    paths, names = [], _player_names(tables)
+    for h in sorted({*cfg.training.horizons, 1.0}):   # a finished season: one file per evaluated horizon
+        cut = horizon_rows(rows.iloc[pos].reset_index(drop=True), h).index.to_numpy()
+        at = test.loc[rows.index[pos[cut]]]
+        attention = dict(weights=pa['weights'][cut], player_ids=fs.player_ids[pos[cut]], fallback=pa['fallback'][cut],
+                         player_names=names)
+        pred = build_predictions(rows.iloc[pos[cut]], {m: at[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf')},
+                                 attention, cfg.output, run_id=run_dir.name, target=cfg.training.target,
+                                 calibration=calibration, seed=cfg.repro.seed, horizon=h)
+        paths.append(write_predictions(pred, run_dir/predictions_file_name(split.test, h)))
+    return paths, win
+
+# %% ../nbs/13_pipeline.ipynb #f4ca2b0a
 def _playoff_target(playoff:np.ndarray)->dict:
     "evaluate_run arguments that score `playoff_outcome` by the ensemble's expected series won."
     return dict(target_scores={'playoff_outcome': {'ensemble': playoff}},
                 target_notes={'playoff_outcome': 'expected playoff series won, the ensemble strength played through the '
                                                  'bracket (seeded by the standings at the end of the regular season)'})
 
-@dataclass
-class RunResult:
-    "What a run produced: its folder, config, seasons, validation and test metrics, and stage timings."
-    run_dir: Path
-    cfg: Config
-    split: Any
-    validation: dict
-    test: dict
-    timings: dict
-
-def _player_names(tables:dict)->dict:
-    pg = tables['player_games']
-    return dict(zip(pg.player_id.astype(str), pg.player_name.astype(str)))
-
-def _base_frame(fs, scores:dict, target_col:str):
-    from setrank.stacking import oof_frame
-    return oof_frame(fs, scores, target_col)
+def evaluate_scores(cfg:Config,           # the run's config (horizons, seed, data source)
+                    fingerprint:str,      # the data fingerprint (named in the report's truth source)
+                    rows,                 # FeatureSet rows aligned with `scores`
+                    scores,               # frame with the SCORE_COLUMNS (and `playoff`, expected series won)
+                    data_seasons:list,    # every season in the data (previous-season baselines need them)
+                    run_id:str,           # the report's run id
+                    prediction_files=(),  # predictions_<season>.json files the report names
+                   )->dict:
+    "`evaluate_run` on a run's scores: every model beside every baseline, playoff_outcome through the bracket."
+    from setrank.evaluate import evaluate_run, baseline_scores
+    methods = {m: scores[m].to_numpy() for m in SCORE_COLUMNS if m in scores}
+    methods |= baseline_scores(rows, data_seasons)
+    extra = _playoff_target(scores['playoff'].to_numpy()) if 'playoff' in scores else {}
+    return evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
+                        horizons=cfg.training.horizons, run_id=run_id, prediction_files=prediction_files,
+                        n_resamples=1000, seed=cfg.repro.seed, **extra)
 
 # %% ../nbs/13_pipeline.ipynb #c8670f5d
 def write_in_progress_report(run_dir:Path,          # the run folder
@@ -209,124 +314,89 @@ def write_in_progress_report(run_dir:Path,          # the run folder
     return Path(run_dir)/'eval_report.md'
 
 # %% ../nbs/13_pipeline.ipynb #cf2b458e
+@dataclass
+class RunResult:
+    "What a run produced: its folder, config, seasons, validation and test metrics, and stage timings."
+    run_dir: Path
+    cfg: Config
+    split: Any
+    validation: dict
+    test: dict
+    timings: dict
+
+def _training_summary(history:dict)->dict: return dict(best_epoch=history.get('best_epoch'), epochs_run=len(history['epochs']))
+
+def _save_scores(run_dir:Path, test:'pd.DataFrame', positions:np.ndarray, oof:'pd.DataFrame', target_col:str):
+    "scores.parquet (the test rows' scores, with their FeatureSet positions) and oof.parquet: what `evaluate` re-reads."
+    cols = ['season', 'as_of', 'team_id', 'team', 'conference', target_col, *SCORE_COLUMNS[1:], 'ensemble', 'playoff']
+    test[cols].assign(row=positions).to_parquet(run_dir/'scores.parquet', index=False)
+    oof.to_parquet(run_dir/'oof.parquet', index=False)
+
 def run_pipeline(cfg:Config,                             # the merged config
                  run_dir:Union[str, Path, None]=None,    # where to write (default: the next runs/run_NNN)
                  progress:bool=True,                     # progress bars and stage messages
                  evaluate:bool=True,                     # write eval_report.* and plots
                 )->RunResult:
     "Data -> features -> Model A, XGBoost, RF (out of fold) -> stack -> final models -> predictions -> evaluation."
-    import pandas as pd
     from tqdm.auto import tqdm
-    from setrank.config import resolve_seasons, parse_season, SeasonSplit
-    from setrank.model_a import train_model_a, predict_model_a, oof_model_a, deterministic
-    from setrank.model_b import fit_model_b, predict_model_b, save_model_b
-    from setrank.stacking import oof_model_b, fit_stack, save_stack, simple_prior
-    from setrank.predict import (build_predictions, write_predictions, game_score_diffs, calibrate_scale,
-                                 OddsCalibration, predictions_file_name)
-    from setrank.evaluate import write_eval_report, horizon_rows
-    from setrank.targets import in_progress_seasons
-
+    from setrank.stacking import fit_stack, save_stack
+    from setrank.evaluate import write_eval_report
     timer = StageTimer()
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.paths.runs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    models_dir = run_dir/'models'; models_dir.mkdir(exist_ok=True)
+    (run_dir/'models').mkdir(parents=True, exist_ok=True)
     write_run_header(run_dir, cfg)
     say = (lambda *a: tqdm.write(' '.join(map(str, a)))) if progress else (lambda *a: None)
     stages = tqdm(total=7, desc=f'setrank run {run_dir.name}', unit='stage', disable=not progress)
     def stage(name):
         stages.set_postfix_str(name); return timer(name)
-
     with stage('data'): tables, fingerprint = load_league(cfg, progress)
     stages.update()
     with stage('features'): fs = run_features(cfg, tables, fingerprint)
     stages.update()
-    rows, target_col = fs.rows, f'y_{cfg.training.target}'
-    available = sorted(rows.season.astype(str).unique(), key=parse_season)
-    split = resolve_seasons(cfg.seasons, available)
-    before_test = [s for s in available if parse_season(s) < parse_season(split.test)]
-    oof_seasons = [s for s in before_test if len([t for t in before_test if parse_season(t) < parse_season(s)]) >= 2]
-    oof_seasons = oof_seasons[-cfg.stacking.oof_seasons:]
-    if split.validation[-1] not in oof_seasons:
-        raise SetrankError(f'the validation season {split.validation[-1]} needs two earlier seasons to be scored out of '
-                           f'fold; the data has {available}')
+    rows, target_col, plan = fs.rows, LABELS[cfg.training.target], plan_run(cfg, fs.rows, tables)
+    split = plan.split
     say(f'seasons: train {split.train[0]}..{split.train[-1]}, validation {split.validation}, test {split.test}; '
-        f'out-of-fold {oof_seasons}')
-    in_progress = in_progress_seasons(tables['team_games'], tables.get('schedule'))
-    forecast_season = split.test if split.test in in_progress else None
-    if forecast_season:
-        say(f'{forecast_season} is in progress (regular season not finished): it is predicted, not evaluated; the '
+        f'out-of-fold {plan.oof_seasons}')
+    if plan.forecast_season:
+        say(f'{plan.forecast_season} is in progress (regular season not finished): it is predicted, not evaluated; the '
             f'evaluation covers finished seasons only (`setrank forecast` simulates the rest of it)')
-
-    with stage('out_of_fold'):
-        oof_a = oof_model_a(fs, oof_seasons, cfg, out_dir=None, progress=False)
-        oof_b = oof_model_b(fs, cfg, oof_seasons=oof_seasons, min_train_seasons=2, early_stopping_seasons=1)
-        prior = simple_prior(rows, cfg.stacking.prior_schedule_weight)   # a hand-made strength estimate: out of fold by construction (no training)
-        oof = _base_frame(fs, {'model_a': oof_a, 'xgb': oof_b['xgb'].to_numpy(), 'rf': oof_b['rf'].to_numpy(),
-                               'prior': prior}, target_col)
-        oof = oof[oof.season.isin(oof_seasons)]
+    with stage('out_of_fold'): oof = out_of_fold_scores(fs, cfg, plan.oof_seasons)
     stages.update()
     with stage('stack'):
         stack = fit_stack(oof, target_col, cfg.stacking)
-        save_stack(stack, models_dir/'stack.json')
+        save_stack(stack, run_dir/'models'/'stack.json')
         oof = oof.assign(ensemble=stack.predict(oof))
     stages.update()
     say(f'stack: {stack.combiner} ' + ', '.join(f'{m} {c:+.3f}' for m, c in stack.coefficients.items()))
-
-    with stage('final_models'):
-        model_a, history = train_model_a(fs, split, cfg, out_dir=models_dir, progress=progress)
-        model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
-        save_model_b(model_b, models_dir/'model_b')
-        test_pos = np.flatnonzero((rows.season == split.test).to_numpy())
-        pa, pb = predict_model_a(model_a, fs, test_pos), predict_model_b(model_b, fs, test_pos)
-        test = _base_frame(fs, {}, target_col).iloc[test_pos].assign(model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'],
-                                                                     prior=prior[test_pos])
-        test = test.assign(ensemble=stack.predict(test))
+    with stage('final_models'): final = fit_final_models(fs, split, cfg, stack, run_dir/'models', progress)
     stages.update()
-
     with stage('predict'):
         val_rows = oof[oof.season.isin(split.validation)]
-        diffs = game_score_diffs(tables['team_games'], val_rows.rename(columns={'ensemble': 'score'})[['season', 'as_of', 'team_id', 'score']])
-        win = calibrate_scale(diffs.score_diff.to_numpy(), diffs.win.to_numpy(), diffs.home.to_numpy())
-        calibration = OddsCalibration(scale=win.scale, home_advantage=win.home_advantage, fitted_on=list(split.validation))
-        pred_paths, names = [], _player_names(tables)
-        for h in sorted({*cfg.training.horizons, 1.0}):   # a finished season: one file per evaluated horizon
-            cut = horizon_rows(rows.iloc[test_pos].reset_index(drop=True), h).index.to_numpy()
-            at = test.loc[rows.index[test_pos[cut]]]
-            attention = dict(weights=pa['weights'][cut], player_ids=fs.player_ids[test_pos[cut]],
-                             fallback=pa['fallback'][cut], player_names=names)
-            pred = build_predictions(rows.iloc[test_pos[cut]], {m: at[m].to_numpy() for m in ('ensemble', 'model_a', 'xgb', 'rf')},
-                                     attention, cfg.output, run_id=run_dir.name, target=cfg.training.target,
-                                     calibration=calibration, seed=cfg.repro.seed, horizon=h)
-            pred_paths.append(write_predictions(pred, run_dir/predictions_file_name(split.test, h)))
-        test = test.assign(playoff=playoff_scores(rows.iloc[test_pos], test.ensemble.to_numpy(), win.scale,
-                                                  win.home_advantage, cfg.training.horizons))
+        pred_paths, win = write_run_predictions(run_dir, cfg, fs, tables, final, val_rows, split)
+        test_rows = rows.iloc[final.positions]
+        test = final.scores.assign(playoff=playoff_scores(test_rows, final.scores.ensemble.to_numpy(), win.scale,
+                                                          win.home_advantage, cfg.training.horizons))
         val_playoff = playoff_scores(rows.loc[val_rows.index], val_rows.ensemble.to_numpy(), win.scale,
                                      win.home_advantage, cfg.training.horizons)
-        scores = test[['season', 'as_of', 'team_id', 'team', 'conference', target_col, 'model_a', 'xgb', 'rf', 'prior',
-                       'ensemble', 'playoff']]
-        scores.assign(row=test_pos).to_parquet(run_dir/'scores.parquet', index=False)
-        oof.to_parquet(run_dir/'oof.parquet', index=False)
+        _save_scores(run_dir, test, final.positions, oof, target_col)
     stages.update()
-
     validation = headline_metrics(rows.loc[val_rows.index], val_rows.ensemble.to_numpy(), cfg.training.target,
                                   cfg.training.horizons, split.validation, playoff=val_playoff)
-    test_metrics = headline_metrics(rows.iloc[test_pos], test.ensemble.to_numpy(), cfg.training.target,
-                                    cfg.training.horizons, [split.test], playoff=test.playoff.to_numpy())
-    if evaluate and forecast_season:
-        with stage('evaluate'): write_in_progress_report(run_dir, forecast_season, validation, split.validation, stack.to_dict())
-    elif evaluate:
+    test_metrics = headline_metrics(test_rows, test.ensemble.to_numpy(), cfg.training.target, cfg.training.horizons,
+                                    [split.test], playoff=test.playoff.to_numpy())
+    if evaluate:
         with stage('evaluate'):
-            test_rows = rows.iloc[test_pos].reset_index(drop=True)
-            report = evaluate_scores(cfg, fingerprint, test_rows, test, available, run_dir.name, pred_paths)
-            report['validation'] = validation
-            report['stack'] = stack.to_dict()
-            write_eval_report(report, run_dir, plots=cfg.output.plots)   # with the end-of-season rank and odds plots
+            if plan.forecast_season:
+                write_in_progress_report(run_dir, plan.forecast_season, validation, split.validation, stack.to_dict())
+            else:
+                report = evaluate_scores(cfg, fingerprint, test_rows.reset_index(drop=True), test, plan.available,
+                                         run_dir.name, pred_paths) | {'validation': validation, 'stack': stack.to_dict()}
+                write_eval_report(report, run_dir, plots=cfg.output.plots)   # with the end-of-season rank and odds plots
     stages.update(); stages.close()
-    write_manifest(run_dir, cfg, fingerprint, timer.seconds, split=split.model_dump(), oof_seasons=oof_seasons,
+    write_manifest(run_dir, cfg, fingerprint, timer.seconds, split=split.model_dump(), oof_seasons=plan.oof_seasons,
                    stack=dict(combiner=stack.combiner, coefficients=stack.coefficients, alpha=stack.alpha),
-                   model_a=dict(best_epoch=history.get('best_epoch'), epochs_run=len(history['epochs'])),
-                   validation=validation, test=test_metrics, in_progress_seasons=in_progress,
-                   forecast_season=forecast_season)
+                   model_a=_training_summary(final.history), validation=validation, test=test_metrics,
+                   in_progress_seasons=plan.in_progress, forecast_season=plan.forecast_season)
     say(f'{run_dir}: validation Spearman {validation["spearman"]}, test Spearman {test_metrics["spearman"]} '
         f'({sum(timer.seconds.values()):.0f} s)')
     return RunResult(run_dir, cfg, split, validation, test_metrics, dict(timer.seconds))
@@ -354,44 +424,23 @@ def open_run(run_dir:Path,         # a finished run folder
             )->tuple:
     "(cfg, manifest, tables, fingerprint, fs) of a finished run; `SetrankError` if a file is missing or the data changed."
     from setrank.config import load_config
-    from setrank.predict import read_json_strict
     if not run_dir.is_dir(): raise SetrankError(f'no run folder {run_dir}')
     for need in ('config.yaml', 'manifest.json', *needs):
         if not (run_dir/need).exists(): raise SetrankError(f'{run_dir} is not a finished run: {need} is missing')
     cfg = load_config(run_dir/'config.yaml')
-    manifest = read_json_strict(run_dir/'manifest.json')
+    manifest = read_json(run_dir/'manifest.json')
     tables, fingerprint = load_league(cfg, progress)
     if fingerprint != manifest.get('data_fingerprint'):
         raise SetrankError(f'the data changed since {run_dir.name} ran (fingerprint {fingerprint[:12]}, the run used '
                            f'{str(manifest.get("data_fingerprint"))[:12]}): re-run it with `setrank run`')
     return cfg, manifest, tables, fingerprint, run_features(cfg, tables, fingerprint)
 
-# %% ../nbs/13_pipeline.ipynb #06094d7a
-SCORE_COLUMNS = ('ensemble', 'model_a', 'xgb', 'rf', 'prior')   # the model scores a run writes to scores.parquet
-
-def evaluate_scores(cfg:Config,           # the run's config (horizons, seed, data source)
-                    fingerprint:str,      # the data fingerprint (named in the report's truth source)
-                    rows,                 # FeatureSet rows aligned with `scores`
-                    scores,               # frame with the SCORE_COLUMNS (and `playoff`, expected series won)
-                    data_seasons:list,    # every season in the data (previous-season baselines need them)
-                    run_id:str,           # the report's run id
-                    prediction_files=(),  # predictions_<season>.json files the report names
-                   )->dict:
-    "`evaluate_run` on a run's scores: every model beside every baseline, playoff_outcome through the bracket."
-    from setrank.evaluate import evaluate_run, baseline_scores
-    methods = {m: scores[m].to_numpy() for m in SCORE_COLUMNS if m in scores}
-    methods |= baseline_scores(rows, data_seasons)
-    extra = _playoff_target(scores['playoff'].to_numpy()) if 'playoff' in scores else {}
-    return evaluate_run(rows, methods, truth_source=f'{cfg.data.source} data {fingerprint[:12]}',
-                        horizons=cfg.training.horizons, run_id=run_id, prediction_files=prediction_files,
-                        n_resamples=1000, seed=cfg.repro.seed, **extra)
-
 # %% ../nbs/13_pipeline.ipynb #4deeb433
 def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     "Rewrite `eval_report.json/.md` of a finished run from its `scores.parquet`; returns the markdown path."
     import pandas as pd, pyarrow as pa
     from setrank.evaluate import write_eval_report
-    from setrank.predict import read_json_strict, predictions_file_name
+    from setrank.predict import predictions_file_name
     run_dir = Path(run_dir)
     cfg, manifest, tables, fingerprint, fs = open_run(run_dir, ['scores.parquet'], progress)
     if manifest.get('forecast_season'):
@@ -401,7 +450,7 @@ def evaluate_run_dir(run_dir:Union[str, Path], progress:bool=False)->Path:
     for h in sorted({*cfg.training.horizons, 1.0}):   # the report names each file and its hash: each must be whole JSON
         predictions = run_dir/predictions_file_name(test_season, h)
         if not predictions.exists(): raise SetrankError(f'{run_dir} is not a finished run: {predictions.name} is missing')
-        read_json_strict(predictions)
+        read_json(predictions)
     try: scores = pd.read_parquet(run_dir/'scores.parquet')
     except (pa.ArrowException, OSError) as e:
         raise SetrankError(f'{run_dir/"scores.parquet"}: not a readable parquet file ({str(e).splitlines()[0]}); '
@@ -468,7 +517,7 @@ def format_headline(report:dict, model:str='ensemble')->str:
                      and r['metric'] == 'spearman' and r['baseline'] == baseline]
                 return f"Δ {c[0]['delta']:+.3f} [{c[0]['ci_low']:+.3f}, {c[0]['ci_high']:+.3f}]" if c else 'Δ n/a'
             fmt = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-            label = 'end' if h >= 1 else f'{h:.0%}'
+            label = horizon_label(h)
             lines.append(f"{target:>15} {label:>4} {teams:>8}: {model} {fmt(me)} | {best['method']} {fmt(best)} | "
                          f"{delta(best['method'])} | roster_rating {delta('roster_rating')}")
     return '\n'.join(lines)
@@ -479,7 +528,7 @@ def format_backtest(table:'pd.DataFrame', metric:str='spearman', teams:str='leag
     t = table[(table.metric == metric) & (table.teams == teams)]
     g = t.groupby(['target', 'horizon', 'method'], sort=False).value
     cell = (g.mean().map('{:.3f}'.format) + ' ± ' + g.std(ddof=1).fillna(0).map('{:.3f}'.format)).rename('cell').reset_index()
-    cell['horizon'] = ['end' if h >= 1 else f'{h:.0%}' for h in cell.horizon]
+    cell['horizon'] = [horizon_label(h) for h in cell.horizon]
     wide = cell.pivot_table(index=['target', 'method'], columns='horizon', values='cell', aggfunc='first', sort=False)
     cols = [c for c in ['25%', '50%', '75%', 'end'] if c in wide.columns]
     n = t.season.nunique()

@@ -13,17 +13,16 @@ import numpy as np, pandas as pd
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_expit, logsumexp
 
-from .config import OutputConfig, SetrankError
-from .files import atomic_write, file_sha256
+from .config import TARGETS, OutputConfig, SetrankError
+from .files import atomic_write, file_sha256, read_json, write_json
 from .targets import LABELS
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'TARGETS', 'TIERS', 'CONTENDER_ODDS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration',
-           'calibrate_scale', 'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order',
-           'simulate_championship', 'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds',
-           'strength_ranks', 'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'prediction_tier',
-           'predictions_file_name', 'horizon_words', 'build_predictions', 'write_text_atomic', 'write_json_atomic',
-           'write_predictions', 'read_json_strict']
+__all__ = ['MODEL_NAMES', 'TIERS', 'CONTENDER_ODDS', 'softmax_odds', 'calibrate_temperature', 'WinCalibration', 'calibrate_scale',
+           'game_score_diffs', 'playoff_seeds', 'bracket_size', 'bracket_order', 'simulate_championship',
+           'series_win_prob', 'expected_series_won', 'OddsCalibration', 'championship_odds', 'strength_ranks',
+           'actual_ranks', 'primary_contributors', 'classify_rank_delta', 'prediction_tier', 'predictions_file_name',
+           'horizon_words', 'build_predictions', 'write_predictions']
 
 # %% ../nbs/09_predict.ipynb #5a689dc3
 def softmax_odds(scores:np.ndarray,       # (teams,) strength scores, higher = stronger
@@ -328,7 +327,6 @@ def primary_contributors(weights:np.ndarray,      # (teams, players) or (teams, 
 
 # %% ../nbs/09_predict.ipynb #99ee5ec1
 MODEL_NAMES = ('ensemble', 'model_a', 'xgb', 'rf')
-TARGETS = tuple(LABELS)   # rest_of_season, final_rank, playoff_outcome; label columns LABELS[target]
 
 def classify_rank_delta(delta:Optional[float], # actual − predicted league rank (None/NaN: unknown)
                         margin:int=3,          # ranks of slack counted as 'as expected'
@@ -392,6 +390,25 @@ def _check_inputs(rows, scores, required, attention):
     return out
 
 # %% ../nbs/09_predict.ipynb #8ef22444
+def _team_entry(i:int, rows, ens, league, conf_rank, odds, model_ranks, spread, actual, contributors, ig_contributors,
+                target:str, margin:int, basis:Optional[str]=None)->dict:
+    "Team `i`'s entry of the predictions document: prediction, analysis against the truth, diagnostics, contributors."
+    n, team_id = len(rows), int(rows.team_id.iloc[i])
+    known = {t: (int(a[0][i]), int(a[1][i])) for t, a in actual.items() if np.isfinite(a[0][i])}
+    delta = {t: k[0] - int(league[i]) for t, k in known.items()}
+    roster = dict(contributors[i])
+    if ig_contributors is not None and team_id in ig_contributors: roster['ig_contributors'] = list(ig_contributors[team_id])
+    return {'team_id': team_id, 'team': str(rows.team.iloc[i]), 'conference': str(rows.conference.iloc[i]),
+            'prediction': {'strength_score': float(ens[i]), 'league_rank': int(league[i]), 'conference_rank': int(conf_rank[i]),
+                           'ensemble_percentile': round(100*(n - int(league[i]))/max(n - 1, 1), 4),
+                           'championship_odds': float(odds[i])},
+            'analysis': {'target': target,
+                         'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
+                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(basis or target), margin),
+                         'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
+            'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
+            'roster_dependence': roster}
+
 def build_predictions(rows:pd.DataFrame,               # one as-of date, one row per team: season, as_of, team_id, team, conference, labels y_*
                       scores:Mapping[str, np.ndarray], # model name -> (teams,) scores aligned with `rows`, higher = stronger
                       attention:Optional[Mapping[str, Any]], # weights (teams[, heads], players) that pooled, player_ids, fallback, player_names
@@ -429,24 +446,8 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
     basis = next((t for t in (target, 'final_rank') if t in actual and np.isfinite(actual[t][0]).any()), target)
     contributors = primary_contributors(attention['weights'], attention['player_ids'], attention.get('fallback'),
                                         attention.get('player_names'), cfg.top_contributors)
-    teams = []
-    for i in range(n):
-        known = {t: (int(a[0][i]), int(a[1][i])) for t, a in actual.items() if np.isfinite(a[0][i])}
-        delta = {t: k[0] - int(league[i]) for t, k in known.items()}
-        roster = dict(contributors[i])
-        if ig_contributors is not None and int(team_ids[i]) in ig_contributors:
-            roster['ig_contributors'] = list(ig_contributors[int(team_ids[i])])
-        teams.append({
-            'team_id': int(team_ids[i]), 'team': str(rows.team.iloc[i]), 'conference': str(conf[i]),
-            'prediction': {'strength_score': float(ens[i]), 'league_rank': int(league[i]), 'conference_rank': int(conf_rank[i]),
-                           'ensemble_percentile': round(100*(n - int(league[i]))/max(n - 1, 1), 4),
-                           'championship_odds': float(odds[i])},
-            'analysis': {'target': target,
-                         'actual': {t: {'league_rank': k[0], 'conference_rank': k[1]} for t, k in known.items()},
-                         'rank_delta': delta, 'classification': classify_rank_delta(delta.get(basis), margin),
-                         'tier': prediction_tier(int(conf_rank[i]), float(odds[i]))},
-            'ensemble_diagnostics': {'ranks': {m: int(r[i]) for m, r in model_ranks.items()}, 'rank_spread': int(spread[i])},
-            'roster_dependence': roster})
+    teams = [_team_entry(i, rows, ens, league, conf_rank, odds, model_ranks, spread, actual, contributors, ig_contributors,
+                         target, margin, basis) for i in range(n)]
     teams.sort(key=lambda t: t['prediction']['league_rank'])
     as_of = pd.Timestamp(rows.as_of.iloc[0])
     doc = {'schema_version': 1, 'run_id': run_id, 'season': str(rows.season.iloc[0]), 'as_of': as_of.date().isoformat(),
@@ -471,34 +472,6 @@ def build_predictions(rows:pd.DataFrame,               # one as-of date, one row
     return doc
 
 # %% ../nbs/09_predict.ipynb #1844670c
-def _plain(obj):
-    "numpy / pandas scalars and arrays as plain Python values for `json`."
-    if isinstance(obj, dict): return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray): return [_plain(v) for v in obj.tolist()]
-    if isinstance(obj, np.bool_): return bool(obj)
-    if isinstance(obj, np.integer): return int(obj)
-    if isinstance(obj, np.floating): return float(obj)
-    if isinstance(obj, (pd.Timestamp,)): return obj.isoformat()
-    return obj
-
-def write_text_atomic(text:str, path:Union[str, Path])->Path:
-    "Write `text` to `path` atomically (`setrank.files.atomic_write`)."
-    return atomic_write(path, text)
-
-def write_json_atomic(obj:Any, path:Union[str, Path])->Path:
-    "Write `obj` as strict JSON (no NaN/inf: `ValueError`) to `path`, atomically."
-    return write_text_atomic(json.dumps(_plain(obj), indent=2, allow_nan=False) + '\n', path)
-
 def write_predictions(pred:dict, path:Union[str, Path])->Path:
-    "Write a `build_predictions` document to `path` as strict JSON, atomically."
-    return write_json_atomic(pred, path)
-
-def _reject_constant(name): raise ValueError(f'non-standard JSON constant {name}')
-
-def read_json_strict(path:Union[str, Path])->Any:
-    "Read JSON that must not contain NaN or Infinity (`SetrankError` naming the file if it does or is malformed)."
-    path = Path(path)
-    if not path.exists(): raise SetrankError(f'file not found: {path}')
-    try: return json.loads(path.read_text(), parse_constant=_reject_constant)
-    except ValueError as e: raise SetrankError(f'{path}: not valid JSON ({e})') from None
+    "Write a `build_predictions` document to `path` as strict JSON (no NaN), atomically (`setrank.files.write_json`)."
+    return write_json(path, pred)

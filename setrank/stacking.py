@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 from .config import Config, SetrankError, StackingConfig, load_config, parse_season
-from .files import atomic_write
+from .files import atomic_write, write_json
 from .baselines import key_lists, mean_list_spearman
 from .model_b import fit_model_b, predict_model_b, target_column
 
@@ -223,10 +223,7 @@ def fit_stack(oof_frame:pd.DataFrame,          # OOF rows: list keys, target and
 # %% ../nbs/08_stacking.ipynb #31e9d88e
 def save_stack(stack:Stack, path:Union[str, Path])->Path:
     "Write `stack.to_dict()` as JSON to `path` (atomically)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(stack.to_dict(), indent=2, allow_nan=False, default=str)
-    atomic_write(path, text)
-    return path
+    return write_json(path, stack.to_dict())
 
 def load_stack(path:Union[str, Path])->Stack:
     "Read a stack saved by `save_stack`; a missing or malformed file is a `SetrankError` naming it."

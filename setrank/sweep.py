@@ -17,31 +17,29 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import (DEFAULTS_PATH, Config, ParamSpace, SetrankError, SweepConfig, check_name, config_yaml,
-                            deep_merge, get_path, inside_folder, load_config, read_yaml, set_path, validate_config)
-from .files import atomic_write
+from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError, SweepConfig, check_name,
+                            config_yaml, deep_merge, flow_list, get_path, inside_folder, load_config, parse_yaml,
+                            read_yaml, round_trip_yaml, set_path, validate_config)
+from .files import atomic_write, json_ready, write_json, write_png
+from .evaluate import LOWER_IS_BETTER, markdown_table, metric_label
 from .pipeline import load_league, run_features, run_pipeline
-from .predict import write_json_atomic, write_text_atomic
 
 # %% auto #0
-__all__ = ['SWEEP_METRICS', 'MINIMIZED_METRICS', 'MAX_GRID', 'RunTrial', 'REPORT_METRICS', 'MIN_TRIALS_FOR_IMPORTANCE',
-           'LOCK_MARK', 'objective_direction', 'decode_params', 'check_space', 'grid_values', 'search_grid',
-           'grid_size', 'suggest_params', 'combo_name', 'trial_config', 'pipeline_trial', 'check_batch_id',
-           'batch_path', 'default_storage', 'masked_url', 'retry_callback', 'retried_trial', 'open_storage',
-           'worker_identity', 'TrialSeededTPE', 'make_sampler', 'results_frame', 'best_row', 'sweep_summary',
-           'parameter_importances', 'write_batch_files', 'SweepResult', 'open_study', 'run_sweep', 'resolve_batch',
-           'read_batch', 'baseline_comparison', 'plot_history', 'importance_warning', 'analysis_markdown',
-           'write_analysis', 'run_report', 'analyze_batch', 'explain_combo', 'lock_best']
+__all__ = ['MAX_GRID', 'RunTrial', 'REPORT_METRICS', 'MIN_TRIALS_FOR_IMPORTANCE', 'LOCK_MARK', 'objective_direction',
+           'decode_params', 'check_space', 'grid_values', 'search_grid', 'grid_size', 'suggest_params', 'combo_name',
+           'trial_config', 'pipeline_trial', 'check_batch_id', 'batch_path', 'default_storage', 'masked_url',
+           'retry_callback', 'retried_trial', 'open_storage', 'worker_identity', 'TrialSeededTPE', 'make_sampler',
+           'results_frame', 'best_row', 'sweep_summary', 'parameter_importances', 'write_batch_files', 'SweepResult',
+           'open_study', 'run_sweep', 'resolve_batch', 'read_batch', 'baseline_comparison', 'plot_history',
+           'importance_warning', 'analysis_markdown', 'write_analysis', 'run_report', 'analyze_batch', 'explain_combo',
+           'lock_best']
 
 # %% ../nbs/13b_sweep.ipynb #e7e5b79f
-SWEEP_METRICS = ('spearman', 'ndcg8', 'rank_mae', 'playoff_spearman')
-MINIMIZED_METRICS = frozenset({'rank_mae'})
-
 def objective_direction(objective:str)->str:
     "'minimize' for rank MAE, 'maximize' for the others; a `SetrankError` for an unknown objective."
-    if objective not in SWEEP_METRICS:
-        raise SetrankError(f'unknown sweep objective {objective!r}: choose one of {", ".join(SWEEP_METRICS)}')
-    return 'minimize' if objective in MINIMIZED_METRICS else 'maximize'
+    if objective not in OBJECTIVES:
+        raise SetrankError(f'unknown sweep objective {objective!r}: choose one of {", ".join(OBJECTIVES)}')
+    return 'minimize' if objective in LOWER_IS_BETTER else 'maximize'
 
 # %% ../nbs/13b_sweep.ipynb #a8e61a40
 def _encode(choice)->Any:
@@ -225,7 +223,7 @@ def _number(v)->Optional[float]:
 
 def _metrics(d:Optional[dict])->dict:
     "The headline metrics of a run result, finite floats or None."
-    return {m: _number((d or {}).get(m)) for m in SWEEP_METRICS}
+    return {m: _number((d or {}).get(m)) for m in OBJECTIVES}
 
 def results_frame(trials:list[FrozenTrial],        # the study's trials
                   space:dict[str, ParamSpace],     # to decode the parameters
@@ -252,7 +250,7 @@ def results_frame(trials:list[FrozenTrial],        # the study's trials
                      'duration_s': _number(duration), 'started': started.isoformat(timespec='seconds') if started else None,
                      'combo_path': str(Path(batch_dir)/combo) if batch_dir is not None and combo else '',
                      'note': note, **decode_params(t.params, space)})
-    cols = ['number', 'combo', 'state', 'value', *[f'{s}_{m}' for s in ('validation', 'test') for m in SWEEP_METRICS],
+    cols = ['number', 'combo', 'state', 'value', *[f'{s}_{m}' for s in ('validation', 'test') for m in OBJECTIVES],
             'duration_s', 'started', 'combo_path', 'note', *space]
     frame = pd.DataFrame(rows, columns=cols)
     for key in space: frame[key] = pd.Series([r.get(key) for r in rows], index=frame.index, dtype=object)
@@ -260,12 +258,8 @@ def results_frame(trials:list[FrozenTrial],        # the study's trials
 
 # %% ../nbs/13b_sweep.ipynb #37b92857
 def _plain(v):
-    "A JSON-ready value from a frame cell."
-    if isinstance(v, list): return [_plain(x) for x in v]
-    if isinstance(v, (dict, str, bool)) or v is None: return v
-    if isinstance(v, (np.integer,)): return int(v)
-    if isinstance(v, (float, np.floating)): return _number(v)
-    return v
+    "A JSON-ready value from a frame cell (NaN as None)."
+    return json_ready(v, nan_as_null=True)
 
 def best_row(frame:pd.DataFrame, metric:str)->Optional[pd.Series]:
     "The complete trial with the best validation `metric` (earliest on ties), or None."
@@ -273,7 +267,7 @@ def best_row(frame:pd.DataFrame, metric:str)->Optional[pd.Series]:
     done = frame[(frame.state == 'COMPLETE') & frame[col].notna()]
     if not len(done): return None
     values = done[col].astype(float)
-    return done.loc[values.idxmin() if metric in MINIMIZED_METRICS else values.idxmax()]
+    return done.loc[values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()]
 
 def sweep_summary(frame:pd.DataFrame,            # `results_frame`
                   settings:dict,                  # batch_id, storage, method, objective, seed, n_trials, target...
@@ -285,12 +279,12 @@ def sweep_summary(frame:pd.DataFrame,            # `results_frame`
     def trial(r):
         return None if r is None else {'number': int(r.number), 'combo': r.combo, 'combo_path': r.combo_path,
                                        'params': {k: _plain(r[k]) for k in space},
-                                       'validation': {m: _plain(r[f'validation_{m}']) for m in SWEEP_METRICS},
-                                       'test': {m: _plain(r[f'test_{m}']) for m in SWEEP_METRICS}}
+                                       'validation': {m: _plain(r[f'validation_{m}']) for m in OBJECTIVES},
+                                       'test': {m: _plain(r[f'test_{m}']) for m in OBJECTIVES}}
     objective = settings['objective']
     counts = {s: int(n) for s, n in frame.state.value_counts().items()}
     best_by = {}
-    for m in SWEEP_METRICS:
+    for m in OBJECTIVES:
         r = best_row(frame, m)
         if r is not None: best_by[m] = {'number': int(r.number), 'combo': r.combo,
                                         'validation': _plain(r[f'validation_{m}']), 'test': _plain(r[f'test_{m}'])}
@@ -324,8 +318,8 @@ def write_batch_files(study:optuna.Study,             # the batch's study
     frame = results_frame(study.get_trials(deepcopy=False), space, batch_dir)
     imp = parameter_importances(study, settings.get('seed', 0)) if importances else (None, 'importances not computed (importances=False)')
     summary = sweep_summary(frame, settings, space, *imp)
-    write_text_atomic(frame.to_csv(index=False), batch_dir/'sweep_results.csv')
-    write_json_atomic(summary, batch_dir/'summary.json')
+    atomic_write(batch_dir/'sweep_results.csv', frame.to_csv(index=False))
+    write_json(batch_dir/'summary.json', summary)
     return frame, summary
 
 # %% ../nbs/13b_sweep.ipynb #dc5ef3c7
@@ -389,7 +383,7 @@ def _make_objective(study, cfg, batch_dir, space, grid, objective, target, run_t
         try:
             combo_cfg = trial_config(cfg, suggest_params(trial, space, grid), combo)
             combo.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(config_yaml(combo_cfg), combo/'config.yaml')
+            atomic_write(combo/'config.yaml', config_yaml(combo_cfg))
             result = run_trial(combo_cfg, combo/'outputs')
             validation, test = _metrics(result.get('validation')), _metrics(result.get('test'))
             trial.set_user_attr('validation', validation); trial.set_user_attr('test', test)
@@ -400,7 +394,7 @@ def _make_objective(study, cfg, batch_dir, space, grid, objective, target, run_t
             trial.set_user_attr('interrupted', True); raise
         except Exception as e:
             trial.set_user_attr('error', f'{type(e).__name__}: {e}'.splitlines()[0][:300])
-            if combo.exists(): write_text_atomic(traceback.format_exc(), combo/'error.txt')
+            if combo.exists(): atomic_write(combo/'error.txt', traceback.format_exc())
             raise
         finally:
             trial.set_user_attr('duration_s', round(time.perf_counter() - start, 3))
@@ -560,7 +554,7 @@ def read_batch(batch_dir:Union[str, Path])->tuple[dict, pd.DataFrame]:
     return summary, frame
 
 # %% ../nbs/13b_sweep.ipynb #4d6aff99
-REPORT_METRICS = {'spearman': 'Spearman', 'ndcg_at_8': 'NDCG@8', 'rank_mae': 'rank MAE'}
+REPORT_METRICS = {m: metric_label(m) for m in ('spearman', 'ndcg_at_8', 'rank_mae')}
 
 def baseline_comparison(report:dict, target:str)->pd.DataFrame:
     "Test metrics per method (models, then baselines) from an `eval_report.json`: mean over in-season horizons."
@@ -576,11 +570,6 @@ def baseline_comparison(report:dict, target:str)->pd.DataFrame:
     return table.assign(kind=['model' if m in st.get('models', []) else 'baseline' for m in table.index])[['kind', *REPORT_METRICS.values()]]
 
 # %% ../nbs/13b_sweep.ipynb #fb81ee89
-def _save_png(fig, path:Path)->Path:
-    "Save a matplotlib figure as PNG atomically."
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
-    return atomic_write(path, buf.getvalue())
-
 def plot_history(frame:pd.DataFrame,   # `sweep_results.csv`
                  path:Union[str, Path],# PNG to write
                  objective:str,        # the batch's objective
@@ -589,15 +578,15 @@ def plot_history(frame:pd.DataFrame,   # `sweep_results.csv`
     from matplotlib.figure import Figure
     done = frame[frame.state == 'COMPLETE'].sort_values('number')
     x, y = done.number.to_numpy(), done[f'validation_{objective}'].astype(float).to_numpy()
-    best = np.minimum.accumulate(y) if objective in MINIMIZED_METRICS else np.maximum.accumulate(y)
+    best = np.minimum.accumulate(y) if objective in LOWER_IS_BETTER else np.maximum.accumulate(y)
     fig = Figure(figsize=(7, 4)); ax = fig.subplots(); fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.9)
     ax.scatter(x, y, label='trial', zorder=3)
     ax.step(x, best, where='post', color='C1', label='best so far')
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # trials are whole numbers
-    ax.set_xlabel('trial number (combo)'); ax.set_ylabel(f'validation {objective}' + (' (lower is better)' if objective in MINIMIZED_METRICS else ''))
+    ax.set_xlabel('trial number (combo)'); ax.set_ylabel(f'validation {objective}' + (' (lower is better)' if objective in LOWER_IS_BETTER else ''))
     ax.set_title(f'Optimization history: validation {objective} by trial'); ax.grid(alpha=.3); ax.legend()
-    return _save_png(fig, Path(path))
+    return write_png(path, fig)
 
 # %% ../nbs/13b_sweep.ipynb #cc827a9b
 def _fmt(v)->str:
@@ -610,8 +599,7 @@ def _fmt(v)->str:
 def _table(frame:pd.DataFrame, index:bool=False)->str:
     "A markdown table of `frame` (cells through `_fmt`)."
     frame = frame.reset_index() if index else frame
-    head = ['| ' + ' | '.join(map(str, frame.columns)) + ' |', '|' + '|'.join(['---']*len(frame.columns)) + '|']
-    return '\n'.join(head + ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in frame.itertuples(index=False)])
+    return markdown_table(list(map(str, frame.columns)), [[_fmt(v) for v in row] for row in frame.itertuples(index=False)])
 
 MIN_TRIALS_FOR_IMPORTANCE = 10   # below this, fANOVA importances are mostly noise
 
@@ -655,9 +643,8 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
     defaults = load_config().model_dump(mode='json')
     params = pd.DataFrame([{'key': k, 'best': v, 'current default': get_path(defaults, k)} for k, v in best['params'].items()])
     out += [_table(params), '', '## Best combo: validation and test metrics', '']
-    labels = {'spearman': 'Spearman', 'ndcg8': 'NDCG@8', 'rank_mae': 'rank MAE', 'playoff_spearman': 'playoff Spearman'}
-    metrics = pd.DataFrame([{'metric': labels[m], 'validation (selects)': best['validation'][m],
-                             'test (reported only)': best['test'][m]} for m in SWEEP_METRICS])
+    metrics = pd.DataFrame([{'metric': metric_label(m), 'validation (selects)': best['validation'][m],
+                             'test (reported only)': best['test'][m]} for m in OBJECTIVES])
     out += [_table(metrics), '']
     report = run_dir/'eval_report.json'
     if report.exists():
@@ -669,7 +656,7 @@ def analysis_markdown(batch_dir:Union[str, Path], plot_name:str='optimization_hi
         if below: out += [below, '']
     else: out += [f'(No `eval_report.json` in `{run_dir}`: no baseline comparison.)', '']
     out += ['## Best combo by each validation metric', '']
-    out += [_table(pd.DataFrame([{'metric': labels[m], 'combo': b['combo'], 'validation': b['validation'], 'test': b['test']}
+    out += [_table(pd.DataFrame([{'metric': metric_label(m), 'combo': b['combo'], 'validation': b['validation'], 'test': b['test']}
                                  for m, b in s['best_by'].items()])), '', '## Parameter importances', '']
     if s.get('importances'):
         out += [_table(pd.DataFrame(list(s['importances'].items()), columns=['parameter', 'importance'])), '',
@@ -690,7 +677,7 @@ def write_analysis(batch_dir:Union[str, Path])->Path:
     batch_dir = Path(batch_dir)
     summary, frame = read_batch(batch_dir)
     if len(frame) and (frame.state == 'COMPLETE').any(): plot_history(frame, batch_dir/'optimization_history.png', summary['objective'])
-    return write_text_atomic(analysis_markdown(batch_dir), batch_dir/'ANALYSIS.md')
+    return atomic_write(batch_dir/'ANALYSIS.md', analysis_markdown(batch_dir))
 
 # %% ../nbs/13b_sweep.ipynb #cea13c5c
 def run_report(name:str, output:Path, parameters:dict, progress:bool=False)->Path:
@@ -730,19 +717,6 @@ def explain_combo(combo_dir:Union[str, Path], # a combo folder (with config.yaml
 # %% ../nbs/13b_sweep.ipynb #167fce37
 LOCK_MARK = '# lock-best:'
 
-def _round_trip_yaml():
-    from ruamel.yaml import YAML
-    rt = YAML(); rt.width = 4096; rt.preserve_quotes = True
-    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar('tag:yaml.org,2002:null', 'null'))
-    return rt
-
-def _yaml_value(v):
-    "Lists of scalars in flow style (`[15, 30]`), as the defaults write them."
-    from ruamel.yaml.comments import CommentedSeq
-    if isinstance(v, list) and all(not isinstance(x, (list, dict)) for x in v):
-        seq = CommentedSeq(v); seq.fa.set_flow_style(); return seq
-    return v
-
 def _with_lock_line(text:str, line:str)->str:
     "`text` with `line` after its leading comment block, replacing an earlier lock line."
     lines = [l for l in text.splitlines() if not l.startswith(LOCK_MARK)]
@@ -762,7 +736,7 @@ def lock_best(batch:Union[str, Path],                 # a batch id or a batch fo
     if best is None: raise SetrankError(f'sweep batch {s["batch_id"]!r} has no complete trial to lock')
     path = Path(into) if into is not None else DEFAULTS_PATH
     if not path.exists(): raise SetrankError(f'config file not found: {path}')
-    rt = _round_trip_yaml()
+    rt = round_trip_yaml(width=4096)
     doc = rt.load(path.read_text()) or CommentedMap()
     changes = {}
     for key, value in best['params'].items():
@@ -772,14 +746,13 @@ def lock_best(batch:Union[str, Path],                 # a batch id or a batch fo
             if not isinstance(node.get(p), dict): node[p] = CommentedMap()
             node = node[p]
         changes[key] = (node.get(last), value)
-        node[last] = _yaml_value(value)
+        node[last] = flow_list(value)
     buf = io.StringIO(); rt.dump(doc, buf)
     objective = s['objective']
     text = _with_lock_line(buf.getvalue(), f"{LOCK_MARK} sweep {s['batch_id']}, trial {best['number']} ({best['combo']}), "
                                            f"validation {objective} {_fmt(best['validation'][objective])}; set "
                                            + ', '.join(best['params']))
-    from ruamel.yaml import YAML
-    data = YAML(typ='safe', pure=True).load(text) or {}
+    data = parse_yaml(text, str(path))
     validate_config(data if path.resolve() == DEFAULTS_PATH.resolve() else deep_merge(read_yaml(DEFAULTS_PATH), data), str(path))
-    write_text_atomic(text, path)
+    atomic_write(path, text)
     return {k: (_plain(old), new) for k, (old, new) in changes.items()}

@@ -9,15 +9,16 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 from .config import SetrankError, parse_season, season_key
+from .data import BOX_SCORE_COLUMNS
 
 # %% auto #0
 __all__ = ['TEAMS', 'TEAM_COLUMNS', 'ROSTER_SIZE', 'MINUTES_REGULAR', 'MINUTES_PLAYOFFS', 'MINUTES_BLOWOUT', 'STYLE_RATES',
-           'STYLE_THREES', 'STYLE_TWO_PCT', 'STYLE_FT_PCT', 'STYLE_FT_RATE', 'AGE_CURVE', 'BOX_STATS', 'PLAYOFF_HOME',
-           'PLAYOFF_GAP', 'ROUND_DAYS', 'ALL_STAR_BREAK', 'FIRST_NAMES', 'LAST_NAMES', 'GAME_DATE_DTYPE',
-           'TEAM_GAME_DTYPES', 'PLAYER_GAME_DTYPES', 'PLAYER_DNP_DTYPES', 'ABBREVIATIONS', 'BREF', 'TEAM_IDS',
-           'synth_teams', 'SynthParams', 'opening_day', 'make_schedule', 'new_players', 'age_players', 'round_to_total',
-           'allot', 'sim_scores', 'box_scores', 'trade_players', 'injury_days', 'daily_rosters', 'expected_minutes',
-           'seed_conferences', 'play_series', 'sim_season', 'offseason', 'synth_league', 'describe_league']
+           'STYLE_THREES', 'STYLE_TWO_PCT', 'STYLE_FT_PCT', 'STYLE_FT_RATE', 'AGE_CURVE', 'PLAYOFF_HOME', 'PLAYOFF_GAP',
+           'ROUND_DAYS', 'ALL_STAR_BREAK', 'FIRST_NAMES', 'LAST_NAMES', 'GAME_DATE_DTYPE', 'TEAM_GAME_DTYPES',
+           'PLAYER_GAME_DTYPES', 'PLAYER_DNP_DTYPES', 'ABBREVIATIONS', 'BREF', 'TEAM_IDS', 'synth_teams', 'SynthParams',
+           'opening_day', 'make_schedule', 'new_players', 'age_players', 'round_to_total', 'allot', 'sim_scores',
+           'box_scores', 'trade_players', 'injury_days', 'daily_rosters', 'expected_minutes', 'seed_conferences',
+           'play_series', 'sim_season', 'offseason', 'synth_league', 'describe_league']
 
 # %% ../nbs/02_synthetic.ipynb #8351dc7e
 TEAMS = [  # team_id, abbreviation, name, conference, division, bref_abbreviation
@@ -220,8 +221,6 @@ def sim_scores(off_home:np.ndarray, def_home:np.ndarray,   # (games,) home offen
     return pts_home.astype(np.int64), pts_away.astype(np.int64), overtimes
 
 # %% ../nbs/02_synthetic.ipynb #5846b9e2
-BOX_STATS = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
-
 def _multinomial_rows(n:np.ndarray, weights:np.ndarray, rng:np.random.Generator)->np.ndarray:
     "Per row, `n` items shared among columns with probabilities proportional to `weights`."
     p = weights/weights.sum(1, keepdims=True)
@@ -537,7 +536,7 @@ TEAM_GAME_DTYPES = dict(game_id='str', game_date=GAME_DATE_DTYPE, season='str', 
 PLAYER_GAME_DTYPES = dict(game_id='str', game_date=GAME_DATE_DTYPE, season='str', season_type='str', team_id='int64',
                           team='str', opponent_team_id='int64', opponent='str', is_home='bool', neutral_site='bool',
                           win='bool', player_id='str', nba_player_id='Int64', player_name='str', starter='bool',
-                          minutes='float64', seconds='int32', **{s: 'int16' for s in BOX_STATS},
+                          minutes='float64', seconds='int32', **{s: 'int16' for s in BOX_SCORE_COLUMNS},
                           plus_minus='Int16', source='str')
 PLAYER_DNP_DTYPES = dict(game_id='str', game_date=GAME_DATE_DTYPE, season='str', season_type='str', team_id='int64',
                          team='str', player_id='str', player_name='str', dnp_reason='str', source='str')
@@ -581,7 +580,7 @@ def _season_tables(sim:dict,              # output of `sim_season`
     row, col = row[pick], col[pick]
     player_games = pd.DataFrame(dict(game_columns(row), win=win[row], player=active[slots[row, col]],
                                      starter=box['starter'][row, col], seconds=box['seconds'][row, col],
-                                     **{s: box[s][row, col] for s in BOX_STATS},
+                                     **{s: box[s][row, col] for s in BOX_SCORE_COLUMNS},
                                      plus_minus=box['plus_minus'][row, col]))
     row, col = np.nonzero(~played)
     player_dnp = pd.DataFrame(dict(game_columns(row), player=active[slots[row, col]],

@@ -6,17 +6,16 @@
 from __future__ import annotations
 from typing import Optional, Sequence
 import numpy as np, pandas as pd
-from .config import SetrankError, parse_season
+from .config import TARGETS, SetrankError, parse_season
+from .data import BOX_SCORE_COLUMNS
 
 # %% auto #0
 __all__ = ['NBA_REGULAR_SEASON_GAMES', 'LABELS', 'toy_league', 'to_game_date', 'day_number', 'require_columns', 'regular_games',
-           'season_dates', 'horizon_index', 'end_of_season', 'horizon_as_of', 'as_of_grid', 'standings',
-           'final_win_pct', 'playoff_series', 'group_day_key', 'rest_of_season', 'full_season_games', 'unplayed_games',
-           'in_progress_seasons', 'attach_labels']
+           'season_dates', 'horizon_index', 'end_of_season', 'horizon_as_of', 'as_of_grid', 'horizon_label',
+           'horizon_rows', 'standings', 'final_win_pct', 'playoff_series', 'group_day_key', 'rest_of_season',
+           'full_season_games', 'unplayed_games', 'in_progress_seasons', 'attach_labels']
 
 # %% ../nbs/03_targets.ipynb #2eb2c285
-_BOX = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
-
 def _box_line(rng, pts:int)->dict:
     "Random shooting numbers with exactly `pts` points (2*fgm + fg3m + ftm)."
     ftm = pts % 2; rest = pts - ftm
@@ -28,7 +27,7 @@ def _box_line(rng, pts:int)->dict:
 def toy_league(seed:int=0,              # random seed
                dates_per_season:int=6,  # regular-season game dates per season (every team plays on each date)
               )->dict[str, pd.DataFrame]:
-    "A tiny consistent league (4 teams, 2 seasons, playoffs, one trade, DNPs) in the canonical `tables` layout."
+    "Example data for the notebooks: a tiny consistent league (4 teams, 2 seasons, playoffs, one trade, DNPs) as `tables`."
     rng = np.random.default_rng(seed)
     teams = pd.DataFrame({'team_id': np.array([1, 2, 3, 4], dtype='int64'), 'abbreviation': ['AAA', 'BBB', 'CCC', 'DDD'],
                           'name': ['Aces', 'Bees', 'Cats', 'Dogs'], 'conference': ['East', 'East', 'West', 'West'],
@@ -77,7 +76,7 @@ def toy_league(seed:int=0,              # random seed
             play(first + pd.Timedelta(days=10 + g), season, 'playoffs', 1, 2, True)
     tg, pg, dnp = pd.DataFrame(team_rows), pd.DataFrame(player_rows), pd.DataFrame(dnp_rows)
     for c in ['pts', 'opp_pts']: tg[c] = tg[c].astype('int64')
-    for c in _BOX: pg[c] = pg[c].astype('int16')
+    for c in BOX_SCORE_COLUMNS: pg[c] = pg[c].astype('int16')
     pg = pg.astype({'seconds': 'int32', 'plus_minus': 'Int16', 'nba_player_id': 'Int64'})
     return {'teams': teams, 'team_games': tg, 'player_games': pg, 'player_dnp': dnp}
 
@@ -151,6 +150,31 @@ def as_of_grid(team_games:pd.DataFrame,          # canonical team_games
                                     'n_dates': np.int64(n), 'as_of': as_of}))
     if not frames: raise SetrankError(f'none of the seasons {list(seasons or [])} is in team_games')
     return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/03_targets.ipynb #ead79041
+def horizon_label(h:float)->str:
+    "25%, 50%, 75% … and 'end' for the end of the regular season."
+    return 'end' if h >= 1 else f'{h:.0%}'
+
+def horizon_rows(rows:pd.DataFrame,  # FeatureSet rows: season, date_index, n_dates, ...
+                 horizon:float,      # fraction of the season in (0, 1]
+                 seasons:Optional[Sequence[str]]=None, # seasons to keep (default: all in `rows`)
+                 require_all:bool=True, # a season without the cut is an error (False: it is left out)
+                )->pd.DataFrame:     # the rows at each season's cut, original index kept
+    "The rows at the horizon's cut (date_index = floor(h·n_dates)) in every season; `SetrankError` if a season lacks it."
+    need = {'season', 'date_index', 'n_dates'} - set(rows.columns)
+    if need: raise SetrankError(f'rows lack columns {sorted(need)}')
+    seasons = list(rows.season.unique()) if seasons is None else list(seasons)
+    rows = rows[rows.season.isin(seasons)]
+    cut = {n: horizon_index(int(n), horizon) for n in rows.n_dates.unique()}
+    out = rows[rows.date_index.to_numpy() == rows.n_dates.map(cut).to_numpy()]
+    missing = [s for s in seasons if s not in set(out.season)]
+    if missing and require_all:
+        s = missing[0]; of = rows[rows.season == s]
+        where = f' (date_index {cut[of.n_dates.iloc[0]]})' if len(of) else ''
+        raise SetrankError(f'season {s}: no rows at the {horizon_label(horizon)} cut{where}; '
+                           f'date_index values present: {sorted(of.date_index.unique().tolist())[:8]}')
+    return out
 
 # %% ../nbs/03_targets.ipynb #81dc4453
 def _teams_of_season(games:pd.DataFrame, teams:pd.DataFrame, season:str)->pd.DataFrame:
@@ -274,7 +298,7 @@ def in_progress_seasons(team_games:pd.DataFrame,               # canonical team_
     return [s for s in seasons if s in out]
 
 # %% ../nbs/03_targets.ipynb #3c8da5d5
-LABELS = {'rest_of_season': 'y_rest_of_season', 'final_rank': 'y_final_rank', 'playoff_outcome': 'y_playoff_outcome'}
+LABELS = {target: f'y_{target}' for target in TARGETS}   # each target's label column
 
 def attach_labels(rows:pd.DataFrame,       # rows with season, as_of, team_id
                   team_games:pd.DataFrame, # canonical team_games

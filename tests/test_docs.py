@@ -203,6 +203,43 @@ def test_readme_check_catches_a_hand_edited_readme(tmp_path):
     build_readme(nb_path=nb, dest=readme)
     assert readme.read_bytes() == (REPO/'README.md').read_bytes()
 
+# --- the README's results, rendered from the recorded backtest ---------------------------------------------------------
+
+RECORDED = 'benchmarks/results/backtest_2019-20_2023-24'
+
+def test_readme_results_match_the_recorded_backtest():
+    """Every number in the README's result blocks (the backtest table, the forecast table and the sentences under
+    them) is what `setrank.results` renders from the recorded backtest the block names; refresh with
+    `setrank report readme --backtest DIR` after a new backtest."""
+    from setrank.results import check_results, results_source
+    text = (REPO/'README.md').read_text(encoding='utf-8')
+    assert results_source(text, 'backtest') == results_source(text, 'forecast') == RECORDED
+    assert check_results(text, REPO) == []
+
+def test_readme_results_check_fails_when_the_readme_disagrees_with_the_recording():
+    from setrank.results import block_text, check_results
+    text = (REPO/'README.md').read_text(encoding='utf-8')
+    ensemble = re.search(r'\*\*(\d\.\d{3} ± \d\.\d{3})\*\*', block_text(text, 'backtest'))[1]   # the ensemble at 25 %
+    problems = check_results(text.replace(ensemble, '0.999 ± 0.001', 1), REPO)
+    assert len(problems) == 1 and "'backtest'" in problems[0] and '0.999' in problems[0]
+    rmse = re.search(r'\| \*\*setrank\*\* \| (\d\.\d\d ± \d\.\d\d)', block_text(text, 'forecast'))[1]
+    problems = check_results(text.replace(rmse, '9.99 ± 0.01', 1), REPO)
+    assert len(problems) == 1 and "'forecast'" in problems[0]
+    verdict = 'ahead of every simple baseline' if 'ahead of every simple baseline' in text else 'behind the best simple baseline'
+    assert check_results(text.replace(verdict, 'far ahead of everything', 1), REPO)    # the sentences are checked too
+
+def test_readme_results_check_fails_when_the_recording_changes(tmp_path):
+    "The same README against a recording whose numbers moved (one season's ensemble Spearman): the check names it."
+    import pandas as pd
+    from setrank.results import check_results
+    shutil.copytree(REPO/RECORDED, tmp_path/RECORDED)
+    table = pd.read_csv(tmp_path/RECORDED/'backtest_results.csv')
+    at = table.index[(table.method == 'ensemble') & (table.target == 'rest_of_season') & (table.horizon == 0.5)][0]
+    table.loc[at, 'value'] -= 0.2
+    table.to_csv(tmp_path/RECORDED/'backtest_results.csv', index=False)
+    problems = check_results((REPO/'README.md').read_text(encoding='utf-8'), tmp_path)
+    assert len(problems) == 1 and 'differs from' in problems[0]
+
 
 # --- the whole site in a real browser (Playwright driving the system Chromium; no browser download) ---------------
 

@@ -6,7 +6,7 @@ from setrank.features import compute_features, build_features, FOUR_FACTOR_DEFAU
 
 CFG = TrainingConfig()               # the default windows [15, 30] and roster size 12
 SUBSET = ['2019-20', '2020-21']      # two seasons: the bubble, the short season, and the Harden trade
-_BOX = ['pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk', 'tov', 'pf']
+from setrank.data import BOX_SCORE_COLUMNS
 
 
 def read_tables(path, seasons=None):
@@ -41,7 +41,7 @@ def scramble_from(tables, as_of, seed):
     tg.loc[late, 'win'] = tg.loc[late, 'pts'] > tg.loc[late, 'opp_pts']
     pg = out['player_games']; late = (pg.game_date >= as_of).to_numpy()
     pg.loc[late, 'player_id'] = rng.permutation(pg.loc[late, 'player_id'].to_numpy())   # new rosters, trades
-    for c in _BOX: pg.loc[late, c] = rng.integers(0, 20, late.sum()).astype('int16')
+    for c in BOX_SCORE_COLUMNS: pg.loc[late, c] = rng.integers(0, 20, late.sum()).astype('int16')
     pg.loc[late, 'minutes'] = rng.uniform(0, 48, late.sum())
     pg.loc[late, 'plus_minus'] = pd.array(rng.integers(-30, 30, late.sum()), dtype='Int16')
     out['player_games'] = pg[~late | (rng.random(len(pg)) > 0.1)]                      # and drop some rows

@@ -5,7 +5,7 @@ import numpy as np, pandas as pd
 import pytest
 from setrank.config import SetrankError, TrainingConfig
 from setrank.data import import_folder, schedule_from_league_schedule, load_tables, write_store, SCHEDULE_SCHEMA
-from setrank.forecast import (cut_tables, write_folder, season_state, remaining_schedule, forecast_season, match_ratings,
+from setrank.forecast import (tables_before, write_folder, season_state, remaining_schedule, forecast_season, match_ratings,
                               conference_standings, play_in, tiebreak_order, run_strength, SeasonState, RemainingSchedule,
                               forecast_document, forecast_markdown)
 from setrank.synthetic import synth_league
@@ -37,7 +37,7 @@ def mid(league):
 # --- the schedule table ---------------------------------------------------------------------------------------------
 
 def test_schedule_import_errors_name_file_column_and_row_and_keep_the_store(league, mid, tmp_path):
-    folder = write_folder(cut_tables(league, mid[1]), tmp_path/'cut')
+    folder = write_folder(tables_before(league, mid[1]), tmp_path/'cut')
     db = tmp_path/'s.duckdb'
     assert import_folder(folder, db).rows['schedule'] > 0
     before = sha(db)
@@ -82,7 +82,7 @@ def test_a_season_in_progress_has_unknown_labels_and_the_others_keep_theirs():
     full = synth_league(n_seasons=3, seed=5)
     tg = full['team_games']
     dates = np.sort(tg[(tg.season == '2020-21') & (tg.season_type == 'regular')].game_date.unique())
-    cut = cut_tables(full, dates[len(dates)//2])
+    cut = tables_before(full, dates[len(dates)//2])
     assert in_progress_seasons(tg) == [] and in_progress_seasons(cut['team_games']) == ['2020-21']
     assert in_progress_seasons(cut['team_games'], cut['schedule']) == ['2020-21']
     a, b = compute_features(full, TrainingConfig()).rows, compute_features(cut, TrainingConfig()).rows
@@ -126,12 +126,12 @@ def test_play_in_seeds_follow_the_games():
 
 def test_forecast_odds_add_up_and_follow_strength(league, mid):
     season, as_of = mid
-    cut = cut_tables(league, as_of)
+    cut = tables_before(league, as_of)
     state = season_state(cut, season, as_of)
     remaining = remaining_schedule(cut, state)
     assert remaining.source == 'schedule'
     p = np.linspace(0.25, 0.75, 30)
-    fc = forecast_season(state, remaining, match_ratings(p, state, remaining, 0.3), 0.3, 3000, seed=1, strength=p)
+    fc = forecast_season(state, remaining, match_ratings(p, state, remaining, 0.3, prior_weight=1.0), 0.3, 3000, seed=1, strength=p)
     t = fc.teams
     assert abs(t.projected_wins.sum() - 1230) < 1e-6 and abs(t.title_odds.sum() - 1) < 1e-9
     assert abs(t.playoff_odds.sum() - 16) < 1e-9 and abs(fc.seed_odds.sum(1) - t.playoff_odds).max() < 1e-12
@@ -142,10 +142,10 @@ def test_forecast_odds_add_up_and_follow_strength(league, mid):
 
 def test_without_a_schedule_the_formula_is_used_and_flagged(league, mid):
     season, as_of = mid
-    cut = {k: v for k, v in cut_tables(league, as_of).items() if k != 'schedule'}
+    cut = {k: v for k, v in tables_before(league, as_of).items() if k != 'schedule'}
     remaining = remaining_schedule(cut, season_state(cut, season, as_of))
     assert remaining.approximated and 'approximated' in remaining.note
-    assert len(remaining.games) == (cut_tables(league, as_of)['schedule'].season_type == 'regular').sum()
+    assert len(remaining.games) == (tables_before(league, as_of)['schedule'].season_type == 'regular').sum()
     state = season_state(cut, season, as_of)
     fc = forecast_season(state, remaining, np.zeros(30), 0.3, 200, seed=0)
     doc = forecast_document(fc)
@@ -164,7 +164,7 @@ def test_a_run_trained_on_the_forecast_season_is_refused(tmp_path):
 def cli(league, mid, tmp_path_factory):
     "A store cut mid-season (schedule given), `setrank forecast` without --run, then twice with --run."
     work = tmp_path_factory.mktemp('forecast')
-    write_store(cut_tables(league, mid[1]), work/'data'/'setrank.duckdb', 'synthetic cut')
+    write_store(tables_before(league, mid[1]), work/'data'/'setrank.duckdb', 'synthetic cut')
     (work/'small.yaml').write_text(SMALL)
     first = setrank('forecast', '--data', 'db', '--config', 'small.yaml', '--quiet', cwd=work)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -242,7 +242,7 @@ def test_forecast_backtest_end_to_end_on_the_synthetic_league(tmp_path):
 def test_real_data_cut_at_2024_01_15(nba_dir, tmp_path):
     from setrank.data import read_folder
     full, _ = read_folder(nba_dir)
-    write_folder(cut_tables(full, '2024-01-15'), tmp_path/'cut')
+    write_folder(tables_before(full, '2024-01-15'), tmp_path/'cut')
     assert setrank('data', 'import', str(tmp_path/'cut'), cwd=tmp_path).returncode == 0
     r = setrank('forecast', '--data', 'db', '--sims', '2000', '--quiet', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

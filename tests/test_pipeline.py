@@ -68,7 +68,7 @@ def test_same_seed_same_metrics(two_runs):
 
 def test_validation_metrics_are_reported_and_plausible(two_runs):
     v = two_runs[0].validation
-    assert set(v) == {'spearman', 'ndcg8', 'rank_mae', 'playoff_spearman'}
+    assert set(v) == {'spearman', 'ndcg_at_8', 'rank_mae', 'playoff_spearman'}
     assert 0.3 < v['spearman'] <= 1 and 0 < v['rank_mae'] < 10
 
 def test_evaluate_recomputes_the_same_report(two_runs):

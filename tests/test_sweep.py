@@ -63,14 +63,19 @@ def test_sweep_writes_one_combo_per_trial_with_its_full_config(tmp_path):
     assert combos == ['combo_0000', 'combo_0001', 'combo_0002']
     frame = _results(res.batch_dir)
     assert frame.state.tolist() == ['COMPLETE']*3 and frame.combo.tolist() == combos
-    for row in frame.itertuples():
+    assert frame['model_a.epochs'].nunique() == 3                          # three different combos were tried
+    for _, row in frame.iterrows():
         combo_cfg = load_config(res.batch_dir/row.combo/'config.yaml')
         assert combo_cfg.paths.runs == str(res.batch_dir/row.combo)       # runs go into the combo
         assert combo_cfg.paths.cache == str(tmp_path/'cache')             # the feature cache is the batch's
-        assert combo_cfg.model_a.epochs == getattr(row, '_' + str(list(frame.columns).index('model_a.epochs') + 1))
+        assert combo_cfg.model_a.epochs == row['model_a.epochs']          # the combo's config holds its trial's values
+        assert combo_cfg.model_b.xgb.max_depth == row['model_b.xgb.max_depth']
         assert (res.batch_dir/row.combo/'outputs'/'eval_report.json').exists()
     summary = json.loads((res.batch_dir/'summary.json').read_text())
-    assert summary['best']['validation']['spearman'] == frame.validation_spearman.max()
+    best, chosen = summary['best'], frame.validation_spearman.idxmax()
+    assert best['validation']['spearman'] == frame.validation_spearman.max()
+    assert best['combo'] == frame.combo[chosen] != frame.combo[frame.test_spearman.idxmax()]   # chosen on validation only
+    assert best['params']['model_a.epochs'] == frame.loc[chosen, 'model_a.epochs']
     assert summary['n_trials'] == 3 and summary['complete'] == 3 and summary['importances']
 
 def test_killed_sweep_resumes_without_losing_or_redoing_a_trial(tmp_path):
@@ -305,5 +310,4 @@ def test_real_sweep_trial_on_the_synthetic_league(tmp_path):
     manifest = json.loads((combo/'outputs'/'manifest.json').read_text())
     assert load_config(combo/'config.yaml').model_b.xgb.max_depth == res.best['params']['model_b.xgb.max_depth']
     assert res.best['validation'] == manifest['validation'] and res.best['test'] == manifest['test']
-    assert res.results.loc[0, 'value'] == manifest['validation']['spearman'] != manifest['test']['spearman']
-    assert manifest['split']['validation'] != [manifest['split']['test']]   # selected on validation, not on the test
+    assert res.results.loc[0, 'value'] == manifest['validation']['spearman'] != manifest['test']['spearman']  # validation
