@@ -394,8 +394,9 @@ def _report_readme(args)->int:
     from setrank.results import check_results, refresh_results, repository_root
     root = repository_root()
     if args.check:
-        if args.backtest or args.in_progress:
-            raise SetrankError('--check compares README.md with the recordings it names: give no --backtest or --in-progress')
+        if args.backtest or args.in_progress or args.ablation:
+            raise SetrankError('--check compares README.md with the recordings it names: give no --backtest, --in-progress '
+                               'or --ablation')
         problems = check_results((root/'README.md').read_text(encoding='utf-8'), root)
         if problems: raise SetrankError('; '.join(problems) + '; refresh with `setrank report readme --backtest DIR`')
         print(f'{root/"README.md"}: every results block matches its recorded backtest')
@@ -403,7 +404,7 @@ def _report_readme(args)->int:
     if not args.backtest: raise SetrankError('setrank report readme needs --backtest DIR (the folder `setrank backtest` wrote, '
                                              'e.g. runs/backtest_2019-20_2023-24), or --check')
     from setrank.docs import build_readme
-    recorded = refresh_results(args.backtest, in_progress=args.in_progress, root=root)
+    recorded = refresh_results(args.backtest, in_progress=args.in_progress, ablation=args.ablation, root=root)
     print(f'recorded {recorded}\nrendered the results into {root/"nbs"/"index.ipynb"}\nwrote {build_readme()}')
     return 0
 
@@ -412,7 +413,9 @@ _REPORT_EPILOG = textwrap.dedent('''\
       setrank backtest --data db --seasons 2019-20:2023-24
       setrank forecast backtest --data db --seasons 2019-20:2023-24
       python benchmarks/bench_forecast.py --json runs/forecast_in_progress.json   # optional: a season in progress
-      setrank report readme --backtest runs/backtest_2019-20_2023-24 --in-progress runs/forecast_in_progress.json
+      python benchmarks/bench_model_a_ablation.py --seeds 1 2 3 --json runs/model_a_ablation.json  # optional: Model A's ablation
+      setrank report readme --backtest runs/backtest_2019-20_2023-24 --in-progress runs/forecast_in_progress.json \\
+                            --ablation runs/model_a_ablation.json
     then commit nbs/index.ipynb, README.md and benchmarks/results/.''')
 
 def _add_report(sub):
@@ -432,6 +435,8 @@ def _add_report(sub):
                     '`setrank forecast backtest` run on it')
     rr.add_argument('--in-progress', metavar='FILE', help='`benchmarks/bench_forecast.py --json FILE`: a forecast of a season '
                     'in progress (the real data cut at a date), scored against its real end (without it, those rows are left out)')
+    rr.add_argument('--ablation', metavar='FILE', help='`benchmarks/bench_model_a_ablation.py --json FILE`: what each part of '
+                    'Model A adds (without it, an earlier recording is kept out of the README)')
     rr.add_argument('--check', action='store_true', help='only check README.md against the recordings it names; write nothing')
     rr.set_defaults(handler=_report_readme)
 

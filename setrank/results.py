@@ -17,12 +17,12 @@ from .files import atomic_write, read_json, write_json
 __all__ = ['BACKTEST_FILES', 'README_LISTS', 'README_METRIC', 'BACKTEST_ROWS', 'SIMPLE_BASELINES', 'FORECAST_ROWS',
            'FORECAST_WORDS', 'BacktestResults', 'read_backtest', 'record_backtest', 'signed', 'interval',
            'backtest_table', 'best_simple_baseline', 'backtest_findings', 'forecast_table', 'forecast_findings',
-           'in_progress_sentence', 'results_source', 'block_text', 'replace_block', 'wrap_paragraphs', 'readme_blocks',
-           'check_results', 'repository_root', 'refresh_results']
+           'in_progress_sentence', 'ablation_table', 'ablation_findings', 'd_items', 'results_source', 'block_text',
+           'replace_block', 'wrap_paragraphs', 'readme_blocks', 'check_results', 'repository_root', 'refresh_results']
 
 # %% ../nbs/13c_results.ipynb #4fbe1ab9
 BACKTEST_FILES = {'report': 'eval_report.json', 'table': 'backtest_results.csv', 'forecast': 'forecast_backtest.csv',
-                  'in_progress': 'forecast_in_progress.json'}
+                  'in_progress': 'forecast_in_progress.json', 'ablation': 'model_a_ablation.json'}
 
 @dataclass
 class BacktestResults:
@@ -32,6 +32,7 @@ class BacktestResults:
     table: pd.DataFrame              # backtest_results.csv: one metric per season, horizon, target, list and method
     forecast: Optional[pd.DataFrame] # forecast_backtest.csv (`setrank forecast backtest`), if it was run
     in_progress: Optional[dict]      # forecast_in_progress.json (`benchmarks/bench_forecast.py --json`), if recorded
+    ablation: Optional[dict] = None  # model_a_ablation.json (`benchmarks/bench_model_a_ablation.py --json`), if recorded
 
 def read_backtest(folder:Union[str, Path], # a `setrank backtest` folder, or a recorded copy (`record_backtest`)
                  )->BacktestResults:
@@ -42,11 +43,12 @@ def read_backtest(folder:Union[str, Path], # a `setrank backtest` folder, or a r
             raise SetrankError(f'{folder/BACKTEST_FILES[key]} is missing: point at the folder `setrank backtest --seasons A:B` '
                                f'wrote (runs/backtest_A_B)')
     forecast = folder/BACKTEST_FILES['forecast']
-    in_progress = folder/BACKTEST_FILES['in_progress']
+    in_progress, ablation = folder/BACKTEST_FILES['in_progress'], folder/BACKTEST_FILES['ablation']
     return BacktestResults(folder, read_json(folder/BACKTEST_FILES['report']),
                            pd.read_csv(folder/BACKTEST_FILES['table']),
                            pd.read_csv(forecast, dtype={'date': str}) if forecast.exists() else None,
-                           read_json(in_progress) if in_progress.exists() else None)
+                           read_json(in_progress) if in_progress.exists() else None,
+                           read_json(ablation) if ablation.exists() else None)
 
 # %% ../nbs/13c_results.ipynb #053169fd
 README_LISTS = (('rest_of_season', 'league'), ('playoff_outcome', 'playoff'))   # the lists the README's tables read
@@ -60,6 +62,7 @@ def _readme_rows(frame:pd.DataFrame)->pd.DataFrame:
 def record_backtest(src:Union[str, Path],   # a `setrank backtest` folder (or a recorded copy)
                     dest:Union[str, Path],  # where the small copy goes (e.g. benchmarks/results/<folder name>)
                     in_progress:Union[str, Path, None]=None, # `benchmarks/bench_forecast.py --json` output to record beside it
+                    ablation:Union[str, Path, None]=None,    # `benchmarks/bench_model_a_ablation.py --json` output to record beside it
                    )->Path:
     "Copy what the README tables read (Spearman on the README's lists, the forecast scores): KB instead of MB."
     res, dest = read_backtest(src), Path(dest)
@@ -74,6 +77,9 @@ def record_backtest(src:Union[str, Path],   # a `setrank backtest` folder (or a 
     doc = read_json(in_progress) if in_progress is not None else res.in_progress
     if doc is not None: write_json(dest/BACKTEST_FILES['in_progress'], doc)
     else: (dest/BACKTEST_FILES['in_progress']).unlink(missing_ok=True)
+    doc = read_json(ablation) if ablation is not None else res.ablation
+    if doc is not None: write_json(dest/BACKTEST_FILES['ablation'], doc)
+    else: (dest/BACKTEST_FILES['ablation']).unlink(missing_ok=True)
     return dest
 
 # %% ../nbs/13c_results.ipynb #09ec5f54
@@ -264,6 +270,42 @@ def in_progress_sentence(res:BacktestResults)->str:
             f"(`benchmarks/bench_forecast.py`); its projected wins sum to {s['projected_wins']:,.0f}, title odds to "
             f"{s['title_odds']:.3g} and playoff odds to {s['playoff_odds']:.3g}.")
 
+# %% ../nbs/13c_results.ipynb #9b5add3a
+def ablation_table(res:BacktestResults)->str:
+    "One row per Model A variant (the default first), then the roster rating it starts from; '' without an ablation."
+    a = res.ablation
+    if not a: return ''
+    head = ['| Model A | 25 % | 50 % | 75 % | mean | Δ vs roster rating | Δ vs default |', '|---|---|---|---|---|---|---|']
+    cell = lambda d: '' if not d else f'{signed(d[0])} {interval(d[1], d[2])}'
+    rows = [f"| {'**default**' if name == 'default' else name} | " + ' | '.join(f'{x:.3f}' for x in v['spearman'])
+            + f" | {v['mean']:.3f} | {cell(v['vs_roster_rating'])} | {cell(v.get('vs_default'))} |"
+            for name, v in a['variants'].items()]
+    rr = a['roster_rating']
+    rows.append("| setrank's roster rating alone | " + ' | '.join(f'{x:.3f}' for x in rr) + f' | {np.mean(rr):.3f} | | |')
+    return '\n'.join(head + rows)
+
+def ablation_findings(res:BacktestResults)->str:
+    "What the ablation says, in words: the default against the rating, and which parts move it beyond noise."
+    a = res.ablation
+    if not a: return ''
+    d = a['variants']['default']
+    seeds, seasons = a['seeds'], a['seasons']
+    lead = 'ahead of' if d['mean'] > np.mean(a['roster_rating']) else 'behind'
+    def clear(name, v):
+        lo, hi = v['vs_default'][1], v['vs_default'][2]
+        return f'{name} ({signed(v["vs_default"][0])} {interval(lo, hi)})' if lo > 0 or hi < 0 else None
+    beyond = [c for c in (clear(n, v) for n, v in d_items(a)) if c]
+    first = (f"Mean over {len(seeds)} seed{'s' if len(seeds) > 1 else ''} and the test seasons {seasons[0]} … {seasons[-1]}: "
+             f"the default Model A scores {d['mean']:.3f}, {lead} the roster rating it starts from "
+             f"({np.mean(a['roster_rating']):.3f}; Δ {signed(d['vs_roster_rating'][0])} {interval(*d['vs_roster_rating'][1:])}).")
+    second = ('Removing or swapping a part changes the default beyond noise only for ' + _and(beyond) + '.' if beyond else
+              'No variant differs from the default beyond noise: every paired interval against it includes zero.')
+    return first + ' ' + second
+
+def d_items(a:dict)->list:
+    "The ablation's variants other than the default, in the bench's order."
+    return [(n, v) for n, v in a['variants'].items() if n != 'default' and v.get('vs_default')]
+
 # %% ../nbs/13c_results.ipynb #904a964a
 def _marker_re(name:str)->re.Pattern:
     n = re.escape(name)
@@ -303,6 +345,7 @@ def readme_blocks(res:BacktestResults)->dict[str, str]:
     "Every results block of the README, rendered from one backtest folder: name -> markdown."
     blocks = {'backtest': [backtest_table(res), backtest_findings(res)]}
     if res.forecast is not None: blocks['forecast'] = [in_progress_sentence(res), forecast_table(res), forecast_findings(res)]
+    if res.ablation is not None: blocks['ablation'] = [ablation_table(res), ablation_findings(res)]
     return {name: wrap_paragraphs('\n\n'.join(p for p in parts if p)) for name, parts in blocks.items()}
 
 def check_results(text:str,                # README.md or the index notebook's markdown
@@ -310,8 +353,9 @@ def check_results(text:str,                # README.md or the index notebook's m
                  )->list[str]:
     "One line per results block of `text` that differs from what its recorded source renders (empty: all agree)."
     problems = []
-    for name in ('backtest', 'forecast'):
+    for name in ('backtest', 'forecast', 'ablation'):
         src = results_source(text, name)
+        if src is None and name == 'ablation': continue        # optional: only where the text has the block
         if src is None: problems.append(f'results block {name!r} is missing or names no source'); continue
         want = readme_blocks(read_backtest(Path(root)/src)).get(name)
         have = block_text(text, name)
@@ -331,6 +375,7 @@ def repository_root()->Path:
 
 def refresh_results(backtest:Union[str, Path],           # the `setrank backtest` folder (its forecast backtest run too)
                     in_progress:Union[str, Path, None]=None, # `benchmarks/bench_forecast.py --json FILE` output
+                    ablation:Union[str, Path, None]=None,    # `benchmarks/bench_model_a_ablation.py --json FILE` output
                     root:Union[str, Path, None]=None,    # the repository (default: `repository_root()`)
                    )->Path:
     "Record the backtest's small copy under benchmarks/results, render the results blocks from it into nbs/index.ipynb."
@@ -340,15 +385,15 @@ def refresh_results(backtest:Union[str, Path],           # the `setrank backtest
     if not notebook.exists(): raise SetrankError(f'{notebook} not found: refresh the README from a setrank checkout')
     nb = read_nb(notebook)
     cells = {name: [c for c in nb.cells if c.cell_type == 'markdown' and block_text(c.source, name) is not None]
-             for name in ('backtest', 'forecast')}
-    if missing := [n for n, c in cells.items() if not c]:
+             for name in ('backtest', 'forecast', 'ablation')}
+    if missing := [n for n, c in cells.items() if not c and n != 'ablation']:
         raise SetrankError(f'{notebook} has no results block {missing}: add <!-- begin results:NAME --> and '
                            f'<!-- end results:NAME --> lines to a markdown cell')
     if not (Path(backtest)/BACKTEST_FILES['forecast']).exists():
         raise SetrankError(f'{Path(backtest)/BACKTEST_FILES["forecast"]} is missing: run `setrank forecast backtest '
                            f'--seasons A:B --backtest {backtest}` first (the README shows the forecast backtest too)')
-    dest = record_backtest(backtest, root/'benchmarks'/'results'/Path(backtest).resolve().name, in_progress)
+    dest = record_backtest(backtest, root/'benchmarks'/'results'/Path(backtest).resolve().name, in_progress, ablation)
     for name, body in readme_blocks(read_backtest(dest)).items():
-        for cell in cells[name]: cell.source = replace_block(cell.source, name, body, dest.relative_to(root).as_posix())
+        for cell in cells.get(name, []): cell.source = replace_block(cell.source, name, body, dest.relative_to(root).as_posix())
     write_nb(nb, notebook)
     return dest
