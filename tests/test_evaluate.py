@@ -300,7 +300,7 @@ def test_rank_plot_legend_hides_no_team(monkeypatch, tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.transforms import Bbox
     drawn = []
-    monkeypatch.setattr(ev, '_save', lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(ev, 'write_png', lambda path, fig: drawn.append(fig) or path)
     conf = np.array(['East', 'West']*15)
     strength = np.linspace(2, -2, 30)
     attn = {'weights': np.full((30, 2), 0.5), 'player_ids': np.array([['a', 'b']]*30), 'fallback': np.zeros(30, bool)}

@@ -258,7 +258,7 @@ def test_analysis_md_is_relative_warns_on_few_trials_and_says_when_a_baseline_wi
     assert '**Warning: these importances rest on 3 complete trials (fewer than 10): read them as noise' in md
     assert 'is below the strongest baseline, point_diff (0.950)**: on the test season it does not beat' in md
     figures = []
-    monkeypatch.setattr(sweep, '_save_png', lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(sweep, 'write_png', lambda path, fig: figures.append(fig) or path)
     sweep.plot_history(res.results, tmp_path/'history.png', 'spearman')
     ax = figures[0].axes[0]
     low, high = ax.get_xlim()
