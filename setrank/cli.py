@@ -258,7 +258,8 @@ def _forecast(args)->int:
     out, fc = forecast_command(_cfg(args), as_of=args.as_of, run=args.run, n_sims=args.sims, seed=args.seed,
                                progress=not args.quiet)
     top = fc.teams.sort_values(['title_odds', 'playoff_odds'], ascending=False).head(5)
-    print(f'\n{fc.season} as of {fc.as_of.date()}, {fc.simulations:,} simulations ({fc.schedule.note})')
+    print(f'\n{fc.season} as of {fc.as_of.date()}, {fc.simulations:,} simulations, strength uncertainty σ = '
+          f'{fc.strength_sd:.2f} logit ({fc.schedule.note})')
     for r in top.itertuples():
         print(f'  {r.team:<4} {r.wins}-{r.losses}  projected {r.projected_wins:5.1f} wins  playoffs {r.playoff_odds:6.1%}  title {r.title_odds:6.1%}')
     print(f'\n{out}/forecast.md  (the table)\n{out}/forecast.json\n{out}/forecast.png')

@@ -185,16 +185,20 @@ class OutputConfig(_Section):
     plots: bool = True
 
 class ForecastConfig(_Section):
-    "`setrank forecast`: how many simulations of the rest of a season, and the dates its backtest forecasts from."
+    "`setrank forecast`: simulations of the rest of a season, how uncertain the strengths are, the backtest's dates."
     simulations: int = Field(10000, ge=1, le=1_000_000)
     backtest_dates: list[str] = Field(default_factory=lambda: ['12-01', '01-15', '03-01'], min_length=1)
     rating_prior_weight: float = Field(1.0, ge=0)   # matched ratings: pull toward each team's logit(win %), in games
+    strength_uncertainty: Union[Literal['calibrated'], float] = 'calibrated'   # σ of each team's rating offset per simulation (logit)
 
     @model_validator(mode='after')
     def _check(self):
         import re
         bad = [d for d in self.backtest_dates if not re.fullmatch(r'(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])', d)]
         if bad: raise ValueError(f'backtest_dates must be MM-DD dates such as 01-15, got {bad}')
+        if self.strength_uncertainty != 'calibrated' and not 0 <= self.strength_uncertainty <= 5:
+            raise ValueError(f"strength_uncertainty must be 'calibrated' or a standard deviation in logits between 0 "
+                             f"(off) and 5, got {self.strength_uncertainty}")
         return self
 
 class ParamSpace(_Section):

@@ -17,15 +17,17 @@ from .predict import (WinCalibration, calibrate_scale, game_score_diffs, bracket
                              _play_series)
 
 # %% auto #0
-__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY_IN_FIRST_SEASON', 'RULES', 'BASELINE_METHODS',
-           'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state', 'formula_schedule',
-           'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability', 'calibrate_game_model',
-           'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head', 'tiebreak_order', 'has_play_in',
-           'conference_standings', 'play_in', 'simulate_playoffs', 'Forecast', 'forecast_season', 'forecast_document',
-           'write_forecast_json', 'forecast_markdown', 'plot_forecast', 'write_forecast', 'resolve_as_of',
-           'feature_as_of', 'date_of_season', 'ensemble_scores', 'RunStrength', 'ensemble_game_model', 'run_strength',
-           'forecast_command', 'tables_before', 'write_folder', 'regressed_point_diff', 'baseline_game_models',
-           'baseline_strength', 'forecast_scores', 'season_truth', 'forecast_backtest', 'format_forecast_backtest']
+__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY_IN_FIRST_SEASON', 'STRENGTH_WINDOW', 'RULES',
+           'BASELINE_METHODS', 'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state',
+           'formula_schedule', 'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability',
+           'calibrate_game_model', 'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head',
+           'tiebreak_order', 'has_play_in', 'conference_standings', 'play_in', 'simulate_playoffs',
+           'strength_inflation', 'Forecast', 'forecast_season', 'season_fraction', 'calibration_games',
+           'fit_strength_sd', 'resolve_strength_sd', 'forecast_document', 'write_forecast_json', 'forecast_markdown',
+           'plot_forecast', 'write_forecast', 'resolve_as_of', 'feature_as_of', 'date_of_season', 'ensemble_scores',
+           'RunStrength', 'ensemble_game_model', 'run_strength', 'forecast_command', 'tables_before', 'write_folder',
+           'regressed_point_diff', 'baseline_game_models', 'baseline_strength', 'calibration_scores', 'forecast_scores',
+           'season_truth', 'forecast_backtest', 'format_forecast_backtest']
 
 # %% ../nbs/13a_forecast.ipynb #a355ea7e
 @dataclass
@@ -169,17 +171,24 @@ def remaining_schedule(tables:dict,            # canonical tables (with `schedul
                              f'(add schedule.parquet, or run `setrank data fetch`, for the real one)')
 
 # %% ../nbs/13a_forecast.ipynb #d1d81e31
-def win_probability(strength:np.ndarray,      # (teams,) strength, higher = stronger
+def win_probability(strength:np.ndarray,      # (teams,) strength, higher = stronger; or (sims, teams), one row per simulation
                     home:np.ndarray,          # (games,) index of the home team
                     away:np.ndarray,          # (games,) index of the away team
                     scale:float,              # logit per unit of strength difference
                     home_advantage:float,     # logit of the home court
                     neutral:Optional[np.ndarray]=None, # (games,) True at neutral sites
-                   )->np.ndarray:             # (games,) P(home team wins)
+                   )->np.ndarray:             # (games,) P(home team wins); (sims, games) for per-simulation strengths
     "The logistic game model's probability that the home team wins each game."
     s = np.asarray(strength, dtype='float64')
     court = home_advantage*(1.0 - np.asarray(neutral, dtype='float64')) if neutral is not None else home_advantage
-    return expit(scale*(s[np.asarray(home)] - s[np.asarray(away)]) + court)
+    return expit(scale*(s[..., np.asarray(home)] - s[..., np.asarray(away)]) + court)
+
+def _per_simulation(strength:np.ndarray, *teams:np.ndarray)->tuple:
+    "(strengths, *teams) for functions of one strength vector: (sims, teams) strengths flattened, each row's team indices offset into it."
+    s = np.asarray(strength, dtype='float64')
+    if s.ndim == 1: return (s, *teams)
+    offset = (np.arange(len(s))*s.shape[1]).reshape((-1,) + (1,)*(np.ndim(teams[0]) - 1))
+    return (s.ravel(), *(np.asarray(t) + offset for t in teams))
 
 def calibrate_game_model(team_games:pd.DataFrame, # canonical team_games
                          score_rows:pd.DataFrame, # season, as_of, team_id, score: strength at every cut of the calibration seasons
@@ -249,13 +258,14 @@ def match_ratings(win_pct:np.ndarray,        # (teams,) predicted rest-of-season
 def simulate_head_to_head(state:SeasonState,       # the season so far
                           home:np.ndarray,         # (games,) index of the home team of each game left
                           away:np.ndarray,         # (games,) index of the away team
-                          prob:np.ndarray,         # (games,) P(home team wins)
+                          prob:np.ndarray,         # (games,) P(home team wins), or (n_sims, games): one row per simulation
                           n_sims:int,              # simulations
                           rng:np.random.Generator, # the forecast's generator
                          )->np.ndarray:            # (n_sims, teams, teams) final wins of row team over column team
     "Season-end head-to-head wins in each simulation: the games so far plus the simulated rest."
     n = len(state.teams)
-    home_won = rng.random((n_sims, len(prob))) < np.asarray(prob)[None, :]
+    prob = np.asarray(prob)
+    home_won = rng.random((n_sims, prob.shape[-1])) < prob
     winner, loser = np.where(home_won, home, away), np.where(home_won, away, home)
     key = (np.arange(n_sims)[:, None]*n*n + winner*n + loser).ravel()
     return np.bincount(key, minlength=n_sims*n*n).reshape(n_sims, n, n) + state.head_to_head[None]
@@ -316,14 +326,14 @@ def conference_standings(state:SeasonState,       # teams (conference, division)
     return {c: order(np.flatnonzero(conf == c), leader) for c in sorted(set(conf))}
 
 def play_in(standing:np.ndarray,     # (sims, >= 10) conference standings, first place first
-            strength:np.ndarray,     # (teams,) strength
+            strength:np.ndarray,     # (teams,) strength, or (sims, teams): each simulation's own
             scale:float, home_advantage:float, # the game model
             rng:np.random.Generator,
            )->np.ndarray:            # (sims, 8) playoff seeds 1-8 (team indices)
     "Seeds 7 and 8 through the play-in: 7 v 8 (winner 7th), then the loser v the winner of 9 v 10 (winner 8th)."
     s7, s8, s9, s10 = (standing[:, k] for k in range(6, 10))
     def game(home, away):
-        won = rng.random(len(home)) < win_probability(strength, home, away, scale, home_advantage)
+        won = rng.random(len(home)) < win_probability(*_per_simulation(strength, home, away), scale, home_advantage)
         return np.where(won, home, away), np.where(won, away, home)
     seventh, loser = game(s7, s8)
     ninth_tenth, _ = game(s9, s10)
@@ -332,13 +342,16 @@ def play_in(standing:np.ndarray,     # (sims, >= 10) conference standings, first
 
 # %% ../nbs/13a_forecast.ipynb #23b3b9d9
 def simulate_playoffs(seeds:dict[str, np.ndarray], # conference -> (sims, n) seeds 1..n (team indices)
-                      strength:np.ndarray,         # (teams,) strength
+                      strength:np.ndarray,         # (teams,) strength, or (sims, teams): each simulation's own
                       finals_order:np.ndarray,     # (sims, teams) league rank by regular-season record, 0 = best
                       scale:float, home_advantage:float, # the game model
                       rng:np.random.Generator,
                      )->np.ndarray:                # (sims,) index of the champion
     "The champion of each simulation's bracket: best-of-7 series, home court to the better seed (Finals: record)."
     s = np.asarray(strength, dtype='float64')
+    def series(home, away):   # winners of best-of-7 series, with each simulation's strengths
+        flat, h, a = _per_simulation(s, home, away)
+        return _play_series(rng, flat, h, a, scale, home_advantage) - (h - home)
     champions = []
     for conf in sorted(seeds):
         n = seeds[conf].shape[1]
@@ -347,13 +360,19 @@ def simulate_playoffs(seeds:dict[str, np.ndarray], # conference -> (sims, n) see
         while teams.shape[1] > 1:
             a, b, sa, sb = teams[:, 0::2], teams[:, 1::2], seed_no[:, 0::2], seed_no[:, 1::2]
             a_home = sa < sb
-            winners = _play_series(rng, s, np.where(a_home, a, b), np.where(a_home, b, a), scale, home_advantage)
+            winners = series(np.where(a_home, a, b), np.where(a_home, b, a))
             seed_no, teams = np.where(winners == a, sa, sb), winners
         champions.append(teams[:, 0])
     east, west = champions
     rows = np.arange(len(east))
     east_home = finals_order[rows, east] < finals_order[rows, west]
-    return _play_series(rng, s, np.where(east_home, east, west), np.where(east_home, west, east), scale, home_advantage)
+    return series(np.where(east_home, east, west), np.where(east_home, west, east))
+
+# %% ../nbs/13a_forecast.ipynb #31f66616
+def strength_inflation(strength_sd:float, # σ: standard deviation of each team's offset, logit units
+                      )->float:            # the factor on the game logits (1 for σ = 0)
+    "The factor on the ratings and home court that keeps each game's probability, averaged over both teams' offsets."
+    return math.sqrt(1.0 + math.pi*strength_sd**2/4)
 
 # %% ../nbs/13a_forecast.ipynb #4040143e
 @dataclass
@@ -370,6 +389,7 @@ class Forecast:
     play_in: bool
     strength_source: str = ''
     notes: list = field(default_factory=list)
+    strength_sd: float = 0.0         # σ of the per-simulation rating offsets (logit; 0: strengths fixed)
 
 def forecast_season(state:SeasonState,          # the season so far
                     remaining:RemainingSchedule,# the games left
@@ -381,6 +401,7 @@ def forecast_season(state:SeasonState,          # the season so far
                     strength:Optional[np.ndarray]=None, # (teams,) the score shown and ranked (default: `rating`)
                     game_model:Optional[dict]=None,     # how the ratings were made (recorded)
                     strength_source:str='',     # where the strengths came from (recorded)
+                    strength_sd:float=0.0,      # σ: sd of each team's rating offset, one draw per simulation (logit; 0: fixed)
                    )->Forecast:
     "Simulate the rest of the season `n_sims` times: projected wins, seed, playoff, play-in and title odds per team."
     s = np.asarray(rating, dtype='float64')
@@ -389,12 +410,15 @@ def forecast_season(state:SeasonState,          # the season so far
     if s.shape != (n,) or shown.shape != (n,) or not (np.isfinite(s).all() and np.isfinite(shown).all()):
         raise SetrankError(f'forecast needs one finite rating per team ({n}), got {s.shape}')
     if n_sims < 1: raise SetrankError(f'the number of simulations must be at least 1, got {n_sims}')
+    if not (np.isfinite(strength_sd) and strength_sd >= 0): raise SetrankError(f'strength_sd must be a finite σ >= 0, got {strength_sd}')
     scale = 1.0
     idx = pd.Index(state.teams.team_id)
     g = remaining.games
     home, away = idx.get_indexer(g.home_team_id), idx.get_indexer(g.away_team_id)
     if (home < 0).any() or (away < 0).any(): raise SetrankError(f'the schedule of {state.season} names a team that plays no game in it')
-    prob = win_probability(s, home, away, scale, home_advantage, g.neutral_site.to_numpy(bool))
+    neutral = g.neutral_site.to_numpy(bool)
+    prob = win_probability(s, home, away, scale, home_advantage, neutral)
+    inflation = strength_inflation(strength_sd)
     confs = state.teams.conference.to_numpy()
     per_conf = bracket_size(confs)
     play_in_on = has_play_in(state.season) and per_conf == 8 and min(np.bincount(pd.factorize(confs)[0])) >= 10
@@ -403,18 +427,23 @@ def forecast_season(state:SeasonState,          # the season so far
     play_in_count, title_count = np.zeros(n, dtype='int64'), np.zeros(n, dtype='int64')
     for start in range(0, n_sims, chunk):
         m = min(chunk, n_sims - start)
-        h2h = simulate_head_to_head(state, home, away, prob, m, rng)
+        if strength_sd > 0:   # uncertain strengths: one offset per team and simulation, for its whole rest of season
+            sim_rating = inflation*s + rng.normal(0.0, strength_sd, (m, n))
+            sim_home = inflation*home_advantage
+            sim_prob = win_probability(sim_rating, home, away, scale, sim_home, neutral)
+        else: sim_rating, sim_home, sim_prob = s, home_advantage, prob
+        h2h = simulate_head_to_head(state, home, away, sim_prob, m, rng)
         coin = rng.random((m, n))
         w, l = h2h.sum(2), h2h.sum(1)
         table = conference_standings(state, h2h, coin)
         seeds = {}
         for c, st in table.items():
-            seeds[c] = play_in(st, s, scale, home_advantage, rng) if play_in_on else st[:, :per_conf]
+            seeds[c] = play_in(st, sim_rating, scale, sim_home, rng) if play_in_on else st[:, :per_conf]
             if play_in_on: np.add.at(play_in_count, st[:, 6:10].ravel(), 1)
             for k in range(per_conf): np.add.at(seed_count[:, k], seeds[c][:, k], 1)
         pct = w/np.maximum(w + l, 1)
         finals_order = np.argsort(np.lexsort([-coin, -pct], axis=-1), axis=-1)
-        title_count += np.bincount(simulate_playoffs(seeds, s, finals_order, scale, home_advantage, rng), minlength=n)
+        title_count += np.bincount(simulate_playoffs(seeds, sim_rating, finals_order, scale, sim_home, rng), minlength=n)
         wins.append(w)
     wins = np.concatenate(wins)
     rank = np.empty(n, dtype='int64'); rank[np.lexsort((state.teams.team_id.to_numpy(), -shown))] = np.arange(1, n + 1)
@@ -424,14 +453,109 @@ def forecast_season(state:SeasonState,          # the season so far
                                playoff_odds=seed_count.sum(1)/n_sims, play_in_odds=play_in_count/n_sims,
                                title_odds=title_count/n_sims)
     return Forecast(state.season, state.as_of, n_sims, seed, teams, seed_count/n_sims, remaining,
-                    dict(game_model or {'home_advantage': float(home_advantage)}), bool(play_in_on), strength_source)
+                    dict(game_model or {'home_advantage': float(home_advantage)}), bool(play_in_on), strength_source,
+                    strength_sd=float(strength_sd))
+
+# %% ../nbs/13a_forecast.ipynb #f5925fb7
+STRENGTH_WINDOW = 0.15   # σ comes from the calibration cuts within ± this share of the season of the forecast (below)
+
+def season_fraction(state:SeasonState,          # the season so far
+                    remaining:RemainingSchedule, # the games left
+                   )->float:                     # share of the regular season's games played, 0 to 1
+    "How far into its season a forecast is: games played over games played plus games left."
+    played, left = int(state.head_to_head.sum()), len(remaining.games)
+    return played/max(played + left, 1)
+
+def calibration_games(tables:dict,             # canonical tables with the calibration seasons' games, played
+                      score_rows:pd.DataFrame, # season, as_of, team_id, score: strengths at the cuts of those seasons
+                      game_model:GameModel,    # the score -> win % line and the home court fitted on them
+                      every:int=2,             # every k-th cut (neighbouring cuts share all but a day of games)
+                      near:Optional[float]=None, # only the cuts within `STRENGTH_WINDOW` of this share of the season (None: all)
+                      prior_weight:float=1.0,  # `forecast.rating_prior_weight` of the matched ratings
+                     )->pd.DataFrame:          # season, as_of, fraction, team_id, opponent_team_id, logit, won
+    "Every game left after every cut of the calibration seasons, from both sides: the game model's logit and the result."
+    out = []
+    for season in sorted(score_rows.season.unique(), key=parse_season):
+        rows = score_rows[score_rows.season == season]
+        tg = tables['team_games'][tables['team_games'].season == season]
+        season_tables = {**tables, 'team_games': tg}
+        cuts = np.sort(pd.to_datetime(rows.as_of).unique())[::every]
+        if near is not None:     # skip the cuts `fit_strength_sd` would not look at (their share of the season played)
+            dates = np.sort(regular_games(tg).query('is_home').game_date.to_numpy())
+            cuts = cuts[np.abs(np.searchsorted(dates, cuts)/max(len(dates), 1) - near) <= STRENGTH_WINDOW + 0.01]
+        for as_of in cuts:
+            as_of = pd.Timestamp(as_of)
+            state, games = season_state(season_tables, season, as_of), games_after(tg, season, as_of)
+            if games.empty: continue
+            remaining = RemainingSchedule(games, 'games', '')
+            strength = (rows[pd.to_datetime(rows.as_of) == as_of].set_index('team_id').score
+                        .reindex(state.teams.team_id).to_numpy('float64'))
+            if not np.isfinite(strength).all(): continue
+            rating = match_ratings(game_model.win_pct(strength), state, remaining, game_model.home_advantage, prior_weight)
+            ids = state.teams.team_id.to_numpy('int64')
+            home, away = pd.Index(ids).get_indexer(games.home_team_id), pd.Index(ids).get_indexer(games.away_team_id)
+            z = rating[home] - rating[away] + game_model.home_advantage*(1.0 - games.neutral_site.to_numpy('float64'))
+            won = games.home_won.to_numpy(bool)
+            out.append(pd.DataFrame({'season': season, 'as_of': as_of, 'fraction': season_fraction(state, remaining),
+                                     'team_id': ids[np.concatenate([home, away])],
+                                     'opponent_team_id': ids[np.concatenate([away, home])],
+                                     'logit': np.concatenate([z, -z]), 'won': np.concatenate([won, ~won])}))
+    if not out: raise SetrankError(f'no cut of {sorted(score_rows.season.unique())} has games left with strengths for '
+                                   f'every team: cannot calibrate the strength uncertainty (set forecast.strength_uncertainty to a number)')
+    return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/13a_forecast.ipynb #2c6bbf64
+_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+
+def fit_strength_sd(games:pd.DataFrame,             # `calibration_games`
+                    fraction:Optional[float]=None,  # the forecast's share of the season played (None: every cut)
+                    window:float=STRENGTH_WINDOW,   # the cuts within ± this share of the season count
+                    max_sd:float=2.0,               # the search range is 0 ... max_sd
+                   )->float:                        # σ, logit units
+    "σ by maximum likelihood of each team's results after each cut, one normal offset per team and cut integrated out."
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_expit, logsumexp
+    g = games if fraction is None else games[(games.fraction - fraction).abs() <= window]
+    if g.empty: raise SetrankError(f'no calibration cut within {window:.2f} of {fraction:.2f} of the season: cannot calibrate '
+                                   f'the strength uncertainty (set forecast.strength_uncertainty to a number)')
+    key = g.groupby(['season', 'as_of', 'team_id'], sort=True).ngroup().to_numpy()
+    n = int(key.max()) + 1
+    pairs = pd.DataFrame({'key': key, 'opponent': g.opponent_team_id.to_numpy()}).value_counts().reset_index(name='games')
+    share2 = np.bincount(pairs.key, pairs.games.to_numpy('float64')**2, n)/np.bincount(key, minlength=n)**2
+    spread = np.sqrt(1.0 + share2)[key]          # the team's own offset plus its opponents', by share of the games
+    sign, logit = np.where(g.won.to_numpy(bool), 1.0, -1.0), g.logit.to_numpy('float64')
+    log_weights = np.log(_HERMITE_WEIGHTS/_HERMITE_WEIGHTS.sum())
+    def neg_log_likelihood(sd):
+        z, step = sign*strength_inflation(sd)*logit, sign*sd*spread
+        per_node = np.stack([np.bincount(key, log_expit(z + step*x), n) for x in _HERMITE_NODES], axis=1)
+        return -logsumexp(per_node + log_weights, axis=1).sum()
+    fit = minimize_scalar(neg_log_likelihood, bounds=(0.0, max_sd), method='bounded', options={'xatol': 1e-4})
+    return float(fit.x)
+
+# %% ../nbs/13a_forecast.ipynb #612760fd
+def resolve_strength_sd(setting,                    # `cfg.forecast.strength_uncertainty`: 'calibrated', or σ (0: off)
+                        fraction:float,             # the forecast's share of the season played (`season_fraction`)
+                        calibration:Optional[pd.DataFrame]=None, # `calibration_games` (needed for 'calibrated')
+                       )->tuple[float, str]:        # (σ, where it came from, in words)
+    "The forecast's σ: the configured number, or fitted on the calibration season's cuts near `fraction` of the season."
+    if setting != 'calibrated':
+        sd = float(setting)
+        return sd, ('forecast.strength_uncertainty in the config' if sd > 0 else
+                    'forecast.strength_uncertainty is 0 in the config: strengths fixed')
+    if calibration is None: raise SetrankError('a calibrated strength uncertainty needs the calibration games (`calibration_games`)')
+    sd = fit_strength_sd(calibration, fraction)
+    seasons = ', '.join(sorted(calibration.season.unique(), key=parse_season))
+    lo, hi = max(fraction - STRENGTH_WINDOW, 0), min(fraction + STRENGTH_WINDOW, 1)
+    return sd, (f'fitted by maximum likelihood on the results after the cuts of {seasons} with {lo:.0%}-{hi:.0%} of '
+                f'the season played; this forecast is at {fraction:.0%}')
 
 # %% ../nbs/13a_forecast.ipynb #4376df90
 RULES = {'standings': 'win % of regular-season games; ties: the NBA two-team and multi-team criteria (head-to-head, '
                       'division leader, division record, conference record, point differential, a seeded drawing)',
          'approximated': 'records against playoff teams are skipped; a multi-team tie applies the criteria once to the '
                          'whole group (the NBA restarts after each separation); simulated games carry no margin, so '
-                         'the point differential is that of the games played; strengths stay fixed after as_of',
+                         'the point differential is that of the games played; within a simulation a team\'s rating stays fixed after '
+                         'as_of (uncertain strengths: one offset per team and simulation, no further drift)',
          'play_in': 'from 2020-21: 7 v 8 (winner 7th seed), 9 v 10, then the loser of 7 v 8 v the winner of 9 v 10 '
                     '(winner 8th seed), at the better seed; before 2020-21 the top 8 of each conference',
          'playoffs': 'best-of-7 series (2-2-1-1-1), 1 v 8, 4 v 5, 2 v 7, 3 v 6; home court to the better seed, in the '
@@ -454,9 +578,12 @@ def forecast_document(fc:Forecast)->dict:
     return {'schema_version': 1, 'season': fc.season, 'as_of': fc.as_of.date().isoformat(), 'simulations': fc.simulations,
             'seed': fc.seed, 'strength': {'source': fc.strength_source, 'meaning': 'setrank ensemble score as of as_of '
                                           '(games before as_of); higher = stronger; rank 1 = strongest'},
-            'game_model': {**fc.game_model, 'formula': 'P(home wins) = logistic(rating_home - rating_away + home_advantage), '
+            'game_model': {**fc.game_model, 'strength_sd': fc.strength_sd,
+                           'formula': 'P(home wins) = logistic(rating_home - rating_away + home_advantage), '
                            'no home term at neutral sites; ratings solved so that each team\'s expected win % over its '
-                           'remaining games equals intercept + slope * strength'},
+                           'remaining games equals intercept + slope * strength; with strength_sd > 0, each simulation '
+                           'multiplies the ratings and home_advantage by sqrt(1 + pi * strength_sd^2 / 4) (so each game '
+                           'keeps its mean probability) and adds to every rating its own normal offset of sd strength_sd'},
             'schedule': {'source': sched.source, 'approximated': sched.approximated, 'games_left': int(len(sched.games)),
                          'note': sched.note},
             'rules': {**RULES, 'play_in_applied': fc.play_in}, 'notes': list(fc.notes), 'teams': teams}
@@ -479,6 +606,11 @@ def forecast_markdown(fc:Forecast)->str:
     t = fc.teams.assign(top6=fc.seed_odds[:, :6].sum(1) if fc.seed_odds.shape[1] >= 6 else fc.teams.playoff_odds)
     t = t.sort_values(['title_odds', 'playoff_odds', 'projected_wins', 'team'], ascending=[False, False, False, True])
     sched = fc.schedule
+    sd_source = fc.game_model.get('strength_sd_source')
+    uncertainty = (f'they are uncertain: each simulation shifts every team\'s rating by its own normal draw (standard '
+                   f'deviation σ = {fc.strength_sd:.2f} logit{", " + sd_source if sd_source else ""}) and keeps it for that '
+                   f'simulation\'s rest of season, play-in and playoffs' if fc.strength_sd > 0 else
+                   'they stay fixed for the rest of the season')
     lines = [f'# {fc.season} forecast as of {fc.as_of.date().isoformat()}', '',
              f'The rest of the regular season ({len(sched.games)} games) simulated {fc.simulations:,} times (seed {fc.seed}), '
              f'then the {"play-in and the " if fc.play_in else ""}playoffs.', '',
@@ -492,7 +624,7 @@ def forecast_markdown(fc:Forecast)->str:
              f'({fc.game_model.get("home_advantage", 0):+.3g} logit); each team\'s rating is set so that its expected win % '
              f'over its own remaining games equals the win % its strength predicts (a line fitted on '
              f'{", ".join(fc.game_model.get("fitted_on", [])) or "past seasons"}). Strengths: {fc.strength_source or "given"}; '
-             f'they stay fixed for the rest of the season. Remaining schedule: {sched.note}.']
+             f'{uncertainty}. Remaining schedule: {sched.note}.']
     if sched.approximated: lines += ['', '> **Approximated schedule**: the games left were not in the data; see above.']
     if fc.notes: lines += [''] + [f'> {n}' for n in fc.notes]
     head = ['#', 'Team', 'Conf', 'W-L', 'Strength', 'Projected wins (p10-p90)', 'Top 6', 'Playoffs', 'Play-in', 'Title']
@@ -658,8 +790,14 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
     rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
+    calibration = None       # strength uncertainty: fitted on the run's validation season unless the config gives σ
+    if cfg.forecast.strength_uncertainty == 'calibrated':
+        calibration = calibration_games(tables, calibration_scores('setrank', gm.fitted_on, gm, oof=pd.read_parquet(rs.run_dir/'oof.parquet')),
+                                        gm, near=season_fraction(state, remaining), prior_weight=cfg.forecast.rating_prior_weight)
+    sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, season_fraction(state, remaining), calibration)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
-                         game_model=gm.to_dict(), strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}')
+                         game_model={**gm.to_dict(), 'strength_sd_source': sd_source},
+                         strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}', strength_sd=sd)
     fc.notes.append(f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
                     if in_progress else f'{season} is finished in the store: this forecasts it from {as_of.date()}, '
                                         f'ignoring every result from that day on.')
@@ -727,6 +865,20 @@ def baseline_strength(rows:pd.DataFrame, method:str, k:Optional[float]=None)->np
     if method == 'point_diff_regressed': return regressed_point_diff(rows.point_diff, rows.games_played, k)
     raise SetrankError(f'unknown baseline {method!r}; baselines are {BASELINE_METHODS}')
 
+# %% ../nbs/13a_forecast.ipynb #2f1e6a7a
+def calibration_scores(method:str,               # 'setrank' or one of `BASELINE_METHODS`
+                       seasons:Sequence[str],    # the calibration seasons (the game model's `fitted_on`)
+                       game_model:GameModel,     # the method's game model (the point differential's k)
+                       oof:Optional[pd.DataFrame]=None,  # a run's oof.parquet (setrank)
+                       rows:Optional[pd.DataFrame]=None, # feature rows (the baselines)
+                      )->pd.DataFrame:           # season, as_of, team_id, score
+    "A method's strengths at every cut of `seasons`, for `calibration_games`."
+    if method == 'setrank':
+        at = oof[oof.season.isin(list(seasons))]
+        return at[['season', 'as_of', 'team_id']].assign(score=at.ensemble.to_numpy('float64')).reset_index(drop=True)
+    at = rows[rows.season.isin(list(seasons))]
+    return at[['season', 'as_of', 'team_id']].assign(score=baseline_strength(at, method, game_model.regression_games)).reset_index(drop=True)
+
 # %% ../nbs/13a_forecast.ipynb #186afa99
 def forecast_scores(fc:Forecast,                # the forecast
                     final_wins:np.ndarray,      # (teams,) real final regular-season wins, aligned with fc.teams
@@ -777,7 +929,7 @@ def _check_backtest_folder(bt:Path, seasons:list[str]):
                                    f'(same --data and --config) first')
 
 def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.DataFrame, models:dict, season:str,
-                        as_of:pd.Timestamp, n_sims:int, seed:int)->list[dict]:
+                        as_of:pd.Timestamp, n_sims:int, seed:int, calibration:Optional[dict]=None)->list[dict]:
     "Each method's forecast of `season` from `as_of` over the real games left, scored against what happened."
     tg = tables['team_games']
     state = season_state(tables, season, as_of)
@@ -789,17 +941,18 @@ def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.Da
     truth = season_truth(tg, state)
     idx = pd.Index(state.teams.team_id)
     home, away = idx.get_indexer(games.home_team_id), idx.get_indexer(games.away_team_id)
-    out = []
+    fraction, out = season_fraction(state, remaining), []
     for method in FORECAST_METHODS:
         gm = models[method]
         strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
                     else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
         rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
-        fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength)
+        sd, _ = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, (calibration or {}).get(method))
+        fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength, strength_sd=sd)
         prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
         out.append({'method': method, **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
                     'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
-                    'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
+                    'strength_sd': sd, 'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
                     'regression_games': gm.regression_games})
     return out
 
@@ -830,6 +983,9 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
         oof, scores = pd.read_parquet(bt/s/'oof.parquet'), pd.read_parquet(bt/s/'scores.parquet')
         models = {'setrank': ensemble_game_model(tg, oof, rows, validation),
                   **baseline_game_models(tg, rows[rows.season.isin(validation)])}
+        calibration = ({m: calibration_games(tables, calibration_scores(m, validation, models[m], oof=oof, rows=rows), models[m],
+                                             prior_weight=cfg.forecast.rating_prior_weight)
+                        for m in FORECAST_METHODS} if cfg.forecast.strength_uncertainty == 'calibrated' else {})
         played = regular_games(tg)
         first, last = played.game_date[played.season == s].agg(['min', 'max'])
         for md_ in dates:
@@ -837,10 +993,10 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
             if not first < as_of <= last:
                 if progress: print(f'{s} {md_}: skipped ({as_of.date()} is outside its regular season {first.date()}..{last.date()})')
                 continue
-            scored = _forecast_from_date(cfg, tables, rows, scores, models, s, as_of, n_sims, seed)
+            scored = _forecast_from_date(cfg, tables, rows, scores, models, s, as_of, n_sims, seed, calibration)
             out += [{'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), **r, 'calibrated_on': ','.join(validation)}
                     for r in scored]
-            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f}" for r in scored))
+            if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f} (σ {r['strength_sd']:.2f})" for r in scored))
     table = pd.DataFrame(out)
     table.to_csv(bt/'forecast_backtest.csv', index=False)
     atomic_write(bt/'forecast_backtest.md', f'# Forecast backtest {seasons[0]} to {seasons[-1]}\n\n```\n'
@@ -851,8 +1007,9 @@ def format_forecast_backtest(table:pd.DataFrame)->str:
     "Mean ± sd over test seasons of every score, per forecast date and method (setrank first, then the baselines)."
     g = table.groupby(['date', 'method'], sort=False)
     cells = pd.DataFrame({c: g[c].mean().map('{:.3f}'.format) + ' ± ' + g[c].std(ddof=1).fillna(0).map('{:.3f}'.format)
-                          for c in SCORE_NAMES})
+                          for c in [*SCORE_NAMES, *(c for c in ('wins_in_p10_p90', 'strength_sd') if c in table)]})
     cells.insert(0, 'seasons', g.size())
     head = ('wins: projected vs final (MAE, RMSE, wins); playoffs: Brier, log loss (mean over teams); title: log loss; '
-            'games left: accuracy, log loss; mean ± sd over test seasons')
+            'games left: accuracy, log loss; wins_in_p10_p90: share of final win totals inside the 10th-90th percentile '
+            'range; strength_sd: σ of the strength offsets; mean ± sd over test seasons')
     return head + '\n' + cells.reset_index().to_string(index=False)

@@ -193,10 +193,35 @@ def test_forecast_writes_the_three_files_with_every_field(cli, mid):
     md = (out/'forecast.md').read_text()
     assert 'What the numbers mean' in md and 'in progress' in md
     assert 'projected' in results['first'][0].stdout and 'title' in results['first'][0].stdout
+    gm = doc['game_model']                       # strength uncertainty: calibrated on the run's validation season
+    assert gm['strength_sd'] > 0 and 'maximum likelihood' in gm['strength_sd_source'] and gm['fitted_on'][0] in gm['strength_sd_source']
+    assert f"σ = {gm['strength_sd']:.2f} logit" in md and f"σ = {gm['strength_sd']:.2f}" in results['first'][0].stdout
 
 def test_same_seed_same_forecast_bit_for_bit(cli):
     _, _, results = cli
     assert results['first'][1] == results['again'][1] == results['third'][1]
+
+def test_strength_uncertainty_widens_the_ranges_and_0_switches_it_off(cli, tmp_path, monkeypatch):
+    from setrank.config import load_config
+    from setrank.forecast import forecast_command
+    work, out, results = cli
+    monkeypatch.chdir(work)                      # the run's config names the store relative to its folder's parent
+    calibrated = json.loads(results['first'][1])
+    fixed = {}
+    for name, setting in [('off', 0), ('again', 0)]:
+        cfg = load_config('small.yaml', overrides={'data.source': 'db', 'forecast.strength_uncertainty': setting})
+        forecast_command(cfg, run='run_001', progress=False, out_dir=tmp_path/name)
+        fixed[name] = (tmp_path/name/'forecast.json').read_bytes()
+    assert fixed['off'] == fixed['again']
+    off = json.loads(fixed['off'])
+    assert off['game_model']['strength_sd'] == 0 and 'strengths fixed' in off['game_model']['strength_sd_source']
+    assert 'they stay fixed for the rest of the season' in (tmp_path/'off'/'forecast.md').read_text()
+    width = lambda doc: np.mean([t['projected_wins_p90'] - t['projected_wins_p10'] for t in doc['teams']])
+    assert width(calibrated) > width(off)                                      # uncertain strengths: wider ranges
+    assert max(t['title_odds'] for t in calibrated['teams']) < max(t['title_odds'] for t in off['teams'])
+    for doc in (calibrated, off):
+        assert abs(sum(t['projected_wins'] for t in doc['teams']) - 1230) < 1e-6
+        assert abs(sum(t['title_odds'] for t in doc['teams']) - 1) < 1e-9 and abs(sum(t['playoff_odds'] for t in doc['teams']) - 16) < 1e-9
 
 def test_bad_as_of_is_a_clear_error(cli):
     work, _, _ = cli
@@ -227,6 +252,7 @@ def test_forecast_backtest_end_to_end_on_the_synthetic_league(tmp_path):
     table = pd.read_csv(tmp_path/'runs'/'backtest_2022-23_2022-23'/'forecast_backtest.csv')
     assert set(table.method) == {'setrank', 'win_pct', 'point_diff_regressed'} and set(table.date) == {'12-01', '01-15', '03-01'}
     assert (table.wins_rmse > 0).all() and table.game_accuracy.between(0.5, 1).all()
+    assert (table.strength_sd > 0).all() and table.wins_in_p10_p90.between(0, 1).all()   # each method its own calibrated σ
     assert 'wins_rmse' in r.stdout
     # the report notebook runs on it through papermill
     papermill = Path(sys.executable).parent/'papermill'
