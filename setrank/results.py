@@ -257,7 +257,7 @@ def forecast_findings(res:BacktestResults)->str:
     acc = cells.xs('setrank', level='method').accuracy
     text += (f" setrank's game accuracy is {100*acc.min():.1f}–{100*acc.max():.1f} %, and its 10th–90th percentile ranges of "
              f"final wins hold {100*cells.loc[(jan, 'setrank')].coverage:.0f} % of the real final win totals from "
-             f"{_date_words(jan)} (80 % if the spread were right).")
+             f"{_date_words(jan)} (about 83 % if the spread is right: whole-number totals, ends included).")
     return text
 
 def in_progress_sentence(res:BacktestResults)->str:

@@ -339,3 +339,12 @@ def test_source_links_open_the_module_at_the_line(site, browser):
     assert page.url.endswith(link[1]) and page.locator(f'#L-{link[2]}').count() == 1
     page.close()
     assert not errors
+
+def test_readme_ablation_block_is_rendered_from_the_recorded_ablation():
+    "Model A's ablation table in README comes from the recorded bench JSON; editing one number fails the check."
+    from setrank.results import block_text, check_results, results_source
+    text = (REPO/'README.md').read_text(encoding='utf-8')
+    assert results_source(text, 'ablation') == RECORDED
+    row = next(l for l in block_text(text, 'ablation').splitlines() if l.startswith('| **default** |'))
+    problems = check_results(text.replace(row, row.replace('| **default** | 0.', '| **default** | 9.', 1), 1), REPO)
+    assert len(problems) == 1 and "'ablation'" in problems[0], problems
