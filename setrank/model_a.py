@@ -833,10 +833,11 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                        validation_seasons=list(split.validation), lists_per_epoch=None, epochs=[], warnings=[])
         if fit.games: history['games_per_epoch'] = len(fit.games['margin'])
         if fit.future is not None and mcfg.availability_epochs > 0:   # the attention learns who will play, then ranks
-            train_rows = np.flatnonzero(fs.rows['season'].isin(split.train).to_numpy())
+            every = fs.rows['date_index'].to_numpy() % tcfg.as_of_stride == 0   # the dates the lists use: neighbours repeat
+            train_rows = np.flatnonzero(fs.rows['season'].isin(split.train).to_numpy() & every)
             history['availability_pretraining'] = json_ready(pretrain_availability(
-                model, fit.inputs, fit.future, train_rows, fit.monitor_rows if fit.validates else None, mcfg, fit.generator,
-                amp), nan_as_null=True)
+                model, fit.inputs, fit.future, train_rows, fit.monitor_rows[every[fit.monitor_rows]] if fit.validates else None,
+                mcfg, fit.generator, amp), nan_as_null=True)
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
             scored = _score_rows(model, fit.inputs, fit.monitor_rows, amp)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_pipeline.ipynb #b88e2a29
 from __future__ import annotations
-import hashlib, json, os, re, tempfile, time
+import hashlib, json, os, re, shutil, tempfile, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,10 @@ from .targets import LABELS, horizon_label, horizon_rows
 # %% auto #0
 __all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
            'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
-           'playoff_scores', 'headline_metrics', 'RunPlan', 'plan_run', 'out_of_fold_scores', 'TestScores',
-           'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores', 'write_in_progress_report',
-           'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'pooled_report',
-           'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
+           'playoff_scores', 'headline_metrics', 'RunPlan', 'plan_run', 'FoldModels', 'out_of_fold_scores',
+           'TestScores', 'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores',
+           'write_in_progress_report', 'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir',
+           'backtest', 'pooled_report', 'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #461ec789
 def code_version(lib:Union[str, Path, None]=None, # the package folder (default: the installed setrank)
@@ -185,6 +185,45 @@ def plan_run(cfg:Config,       # seasons.*, stacking.oof_seasons
     in_progress = in_progress_seasons(tables['team_games'], tables.get('schedule'))
     return RunPlan(split, available, oof, in_progress, split.test if split.test in in_progress else None)
 
+# %% ../nbs/13_pipeline.ipynb #9854c773
+class FoldModels:
+    "Model A and Model B trained per split (training seasons, validation season); kept in `folder` when one is given."
+    def __init__(self, folder:Union[str, Path, None]=None):   # None: train every time, keep nothing
+        self.folder = None if folder is None else Path(folder)
+        self.trained, self.loaded = 0, 0
+
+    def key(self, cfg:Config, split, fingerprint:str)->str:
+        "A hash of everything the two fits read: data, seasons, model and training settings, seed, code."
+        what = dict(data=fingerprint, train=list(split.train), validation=list(split.validation), code=code_version(),
+                    **{k: getattr(cfg, k).model_dump(mode='json') for k in ('model_a', 'model_b', 'training', 'repro')})
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def fit(self, fs, split, cfg:Config, fingerprint:str,
+            out_dir:Union[str, Path, None]=None,   # also write model_a.pt, train_history.json and model_b/ here
+            progress:bool=False)->tuple:
+        "(model_a, history, model_b) for `split`: read back when the folder has it, else trained (and kept)."
+        from setrank.model_a import train_model_a, save_model_a, load_model_a
+        from setrank.model_b import fit_model_b, save_model_b, load_model_b
+        kept = None if self.folder is None else self.folder/self.key(cfg, split, fingerprint)
+        if kept is not None and kept.is_dir():
+            self.loaded += 1
+            if out_dir is not None: shutil.copytree(kept, out_dir, dirs_exist_ok=True)
+            return (load_model_a(kept/'model_a.pt', fs), read_json(kept/'train_history.json'),
+                    load_model_b(kept/'model_b', fs.schema.team_features, cfg.model_b.n_jobs))
+        self.trained += 1
+        model_a, history = train_model_a(fs, split, cfg, out_dir=out_dir, progress=progress)
+        model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
+        if out_dir is not None: save_model_b(model_b, Path(out_dir)/'model_b')
+        if kept is not None:   # written aside, then renamed: a kept split is whole or absent
+            self.folder.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix='.writing_', dir=self.folder))
+            save_model_a(model_a, work/'model_a.pt', model_a.meta)
+            write_json(work/'train_history.json', history, nan_as_null=True)
+            save_model_b(model_b, work/'model_b')
+            try: os.replace(work, kept)
+            except OSError: shutil.rmtree(work, ignore_errors=True)   # another process kept the same split first
+        return model_a, history, model_b
+
 # %% ../nbs/13_pipeline.ipynb #053afb9d
 SCORE_COLUMNS = ('ensemble', 'model_a', 'xgb', 'rf', 'prior')   # the model scores a run writes to scores.parquet
 
@@ -195,15 +234,30 @@ def _base_frame(fs, scores:dict, target_col:str):
 def out_of_fold_scores(fs,                 # the run's FeatureSet
                        cfg:Config,         # model_a, model_b, stacking, training.target
                        oof_seasons:list,   # `RunPlan.oof_seasons`
+                       folds:Optional[FoldModels]=None, # trained splits to reuse (None: train each)
+                       fingerprint:str='', # the data fingerprint (the key of `folds`)
                       )->'pd.DataFrame':   # the OOF seasons' rows: keys, target, model_a, xgb, rf, prior
     "Model A, XGBoost and the forest scored out of fold (forward chaining), with the simple prior beside them."
-    from setrank.model_a import oof_model_a
-    from setrank.stacking import oof_model_b, simple_prior
-    oof_a = oof_model_a(fs, oof_seasons, cfg, out_dir=None, progress=False)
-    oof_b = oof_model_b(fs, cfg, oof_seasons=oof_seasons, min_train_seasons=2, early_stopping_seasons=1)
+    from setrank.config import SeasonSplit, parse_season
+    from setrank.model_a import predict_model_a
+    from setrank.model_b import predict_model_b
+    from setrank.stacking import simple_prior
+    folds, season_col = folds or FoldModels(), fs.rows['season'].astype(str).to_numpy()
+    available = sorted(set(season_col), key=parse_season)
+    scores = {m: np.full(len(fs.rows), np.nan) for m in ('model_a', 'xgb', 'rf')}
+    for season in sorted(oof_seasons, key=parse_season):   # season s: trained on the seasons before s−1, stopped on s−1
+        if season not in available: raise SetrankError(f'season {season!r} is not in the FeatureSet; it has {available}')
+        before = [s for s in available if parse_season(s) < parse_season(season)]
+        if len(before) < 2:
+            warnings.warn(f'out of fold: season {season} has fewer than two earlier seasons; its scores are NaN')
+            continue
+        model_a, _, model_b = folds.fit(fs, SeasonSplit(train=before[:-1], validation=before[-1:], test=season), cfg, fingerprint)
+        rows = np.flatnonzero(season_col == season)
+        scores['model_a'][rows] = predict_model_a(model_a, fs, rows)['scores']
+        b = predict_model_b(model_b, fs, rows)
+        scores['xgb'][rows], scores['rf'][rows] = b['xgb'], b['rf']
     prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)   # out of fold by construction (no training)
-    oof = _base_frame(fs, {'model_a': oof_a, 'xgb': oof_b['xgb'].to_numpy(), 'rf': oof_b['rf'].to_numpy(), 'prior': prior},
-                      LABELS[cfg.training.target])
+    oof = _base_frame(fs, scores | {'prior': prior}, LABELS[cfg.training.target])
     return oof[oof.season.isin(oof_seasons)]
 
 # %% ../nbs/13_pipeline.ipynb #08a5d045
@@ -228,13 +282,10 @@ def base_scores(fs, cfg:Config, model_a, model_b, positions:np.ndarray)->tuple['
         model_a=pa['scores'], xgb=pb['xgb'], rf=pb['rf'], prior=prior)
     return frame, pa
 
-def fit_final_models(fs, split, cfg:Config, stack, models_dir:Path, progress:bool=False)->TestScores:
-    "Train Model A and Model B on the training seasons, save them in `models_dir`, and score the test season."
-    from setrank.model_a import train_model_a
-    from setrank.model_b import fit_model_b, save_model_b
-    model_a, history = train_model_a(fs, split, cfg, out_dir=models_dir, progress=progress)
-    model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
-    save_model_b(model_b, models_dir/'model_b')
+def fit_final_models(fs, split, cfg:Config, stack, models_dir:Path, progress:bool=False,
+                     folds:Optional[FoldModels]=None, fingerprint:str='')->TestScores:
+    "Train Model A and Model B on the training seasons (or reuse `folds`), save them in `models_dir`, score the test season."
+    model_a, history, model_b = (folds or FoldModels()).fit(fs, split, cfg, fingerprint, out_dir=models_dir, progress=progress)
     positions = np.flatnonzero((fs.rows.season == split.test).to_numpy())
     test, pa = base_scores(fs, cfg, model_a, model_b, positions)
     return TestScores(model_a, history, model_b, positions, test.assign(ensemble=stack.predict(test)), pa)
@@ -336,6 +387,7 @@ def run_pipeline(cfg:Config,                             # the merged config
                  run_dir:Union[str, Path, None]=None,    # where to write (default: the next runs/run_NNN)
                  progress:bool=True,                     # progress bars and stage messages
                  evaluate:bool=True,                     # write eval_report.* and plots
+                 folds:Optional[FoldModels]=None,        # trained splits shared with other runs (a backtest's)
                 )->RunResult:
     "Data -> features -> Model A, XGBoost, RF (out of fold) -> stack -> final models -> predictions -> evaluation."
     from tqdm.auto import tqdm
@@ -360,7 +412,7 @@ def run_pipeline(cfg:Config,                             # the merged config
     if plan.forecast_season:
         say(f'{plan.forecast_season} is in progress (regular season not finished): it is predicted, not evaluated; the '
             f'evaluation covers finished seasons only (`setrank forecast` simulates the rest of it)')
-    with stage('out_of_fold'): oof = out_of_fold_scores(fs, cfg, plan.oof_seasons)
+    with stage('out_of_fold'): oof = out_of_fold_scores(fs, cfg, plan.oof_seasons, folds, fingerprint)
     stages.update()
     with stage('stack'):
         stack = fit_stack(oof, target_col, cfg.stacking)
@@ -368,7 +420,7 @@ def run_pipeline(cfg:Config,                             # the merged config
         oof = oof.assign(ensemble=stack.predict(oof))
     stages.update()
     say(f'stack: {stack.combiner} ' + ', '.join(f'{m} {c:+.3f}' for m, c in stack.coefficients.items()))
-    with stage('final_models'): final = fit_final_models(fs, split, cfg, stack, run_dir/'models', progress)
+    with stage('final_models'): final = fit_final_models(fs, split, cfg, stack, run_dir/'models', progress, folds, fingerprint)
     stages.update()
     with stage('predict'):
         val_rows = oof[oof.season.isin(split.validation)]
@@ -468,12 +520,13 @@ def backtest(cfg:Config, seasons:list[str], out_dir:Union[str, Path, None]=None,
     import pandas as pd
     out = Path(out_dir) if out_dir is not None else Path(cfg.paths.runs)/f'backtest_{seasons[0]}_{seasons[-1]}'
     out.mkdir(parents=True, exist_ok=True)
-    frames = []
+    frames, folds = [], FoldModels(out/'.folds')   # the runs share their splits: each is trained once
     for season in seasons:
         season_cfg = cfg.model_copy(update={'seasons': cfg.seasons.model_copy(update={'test': season, 'validation': None})})
-        result = run_pipeline(season_cfg, out/season, progress=progress)
+        result = run_pipeline(season_cfg, out/season, progress=progress, folds=folds)
         report = json.loads((result.run_dir/'eval_report.json').read_text())
         frames.append(pd.DataFrame(report['results']))
+    shutil.rmtree(out/'.folds', ignore_errors=True)   # the models live on in each run's folder
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(out/'backtest_results.csv', index=False)
     report = pooled_report(cfg, out, seasons)

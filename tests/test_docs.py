@@ -318,9 +318,10 @@ def test_report_pages_show_their_images(site, browser):
 
 def test_concept_pages_show_their_figures(site, browser):
     "Notebooks that explain a concept keep a small saved figure (issue #18): the attention page shows what the minutes"
-    " prior does to a roster, the evaluation page its plots; each image loads."
+    " prior does to a roster, Model A's a training run, the pipeline's its stage timings, the evaluation page its plots;"
+    " each image loads."
     out, _ = site
-    for name, at_least in [('attention.html', 1), ('evaluate.html', 3)]:
+    for name, at_least in [('attention.html', 1), ('model_a.html', 1), ('pipeline.html', 1), ('evaluate.html', 3)]:
         page, errors = _open(browser, out/name)
         sizes = page.evaluate("[...document.querySelectorAll('article img')].map(i => [i.complete, i.naturalWidth])")
         page.close()
