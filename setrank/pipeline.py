@@ -393,7 +393,8 @@ def run_pipeline(cfg:Config,                             # the merged config
     from tqdm.auto import tqdm
     from setrank.stacking import fit_stack, save_stack
     from setrank.evaluate import write_eval_report
-    timer = StageTimer()
+    timer, folds = StageTimer(), folds or FoldModels()
+    counts = folds.trained, folds.loaded
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.paths.runs)
     (run_dir/'models').mkdir(parents=True, exist_ok=True)
     write_run_header(run_dir, cfg)
@@ -448,7 +449,8 @@ def run_pipeline(cfg:Config,                             # the merged config
     write_manifest(run_dir, cfg, fingerprint, timer.seconds, split=split.model_dump(), oof_seasons=plan.oof_seasons,
                    stack=dict(combiner=stack.combiner, coefficients=stack.coefficients, alpha=stack.alpha),
                    model_a=_training_summary(final.history), validation=validation, test=test_metrics,
-                   in_progress_seasons=plan.in_progress, forecast_season=plan.forecast_season)
+                   in_progress_seasons=plan.in_progress, forecast_season=plan.forecast_season,
+                   splits=dict(trained=folds.trained - counts[0], reused=folds.loaded - counts[1]))
     say(f'{run_dir}: validation Spearman {validation["spearman"]}, test Spearman {test_metrics["spearman"]} '
         f'({sum(timer.seconds.values()):.0f} s)')
     return RunResult(run_dir, cfg, split, validation, test_metrics, dict(timer.seconds))

@@ -154,3 +154,7 @@ def test_backtest_cli_prints_the_headline_with_intervals(tmp_path):
     assert len(head) == 4, r.stdout                       # 25/50/75 % on rest_of_season, the end on playoff_outcome
     assert all('[' in l and 'ensemble' in l for l in head)
     assert 'Headline' in (out/'backtest.md').read_text()
+    # the second run's out-of-fold split is the first run's final one: trained once, reused, and the shared folder is gone
+    test_splits = [strict_json(out/season/'manifest.json')['splits'] for season in ['2021-22', '2022-23']]
+    assert test_splits == [{'trained': 2, 'reused': 0}, {'trained': 1, 'reused': 1}], test_splits
+    assert not (out/'.folds').exists()
