@@ -759,6 +759,18 @@ def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
     return RunStrength(strength, cut, ensemble_game_model(tables['team_games'], oof, fs.rows, split['validation']), run_dir)
 
 # %% ../nbs/13a_forecast.ipynb #bedb0950
+def _season_note(tables:dict, state:SeasonState, remaining:RemainingSchedule, in_progress:bool)->str:
+    "What the forecast of a season is: in progress, finished but forecast from inside it, or only its postseason left."
+    season, day = state.season, state.as_of.date()
+    if in_progress: return f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
+    if len(remaining.games):
+        return f'{season} is finished in the store: this forecasts it from {day}, ignoring every result from that day on.'
+    _, _, champion = season_truth(tables['team_games'], state)
+    won = f' (won by {state.teams.team.iloc[champion]})' if champion is not None else ''
+    return (f'{season} is finished in the store and its regular season ended before {day}: this is its play-in and '
+            f'playoffs simulated from the final standings, as they looked before they began; the real postseason{won} is '
+            f'not used. Pass --as-of a date inside the regular season to forecast from there.')
+
 def forecast_command(cfg:Config,            # the merged config (data source, paths, forecast settings, seed)
                      as_of=None,            # 'YYYY-MM-DD' (default: the day after the last game in the store)
                      run=None,              # a finished run folder (default: train the pipeline first)
@@ -798,9 +810,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
                          game_model={**gm.to_dict(), 'strength_sd_source': sd_source},
                          strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}', strength_sd=sd)
-    fc.notes.append(f'{season} is in progress (its regular season is not finished): it is forecast, not evaluated.'
-                    if in_progress else f'{season} is finished in the store: this forecasts it from {as_of.date()}, '
-                                        f'ignoring every result from that day on.')
+    fc.notes.append(_season_note(tables, state, remaining, in_progress))
     if remaining.approximated: say(f'warning: {remaining.note}')
     out = Path(out_dir) if out_dir is not None else Path(cfg.paths.runs)/f'forecast_{season}_{as_of.date().isoformat()}'
     write_forecast(fc, out, plots=cfg.output.plots)

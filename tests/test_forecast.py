@@ -230,6 +230,23 @@ def test_bad_as_of_is_a_clear_error(cli):
         r = setrank('forecast', '--data', 'db', '--as-of', as_of, '--run', 'run_001', cwd=work)
         assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
+def test_a_finished_season_forecasts_its_postseason_and_says_who_won(league, tmp_path):
+    "On a store whose last season is over, the default date is after the regular season: only the play-in and playoffs"
+    " are simulated, from the final standings, and the report says so and names the real champion."
+    from setrank.forecast import season_truth
+    write_store(league, tmp_path/'data'/'setrank.duckdb', 'synthetic, whole')
+    (tmp_path/'small.yaml').write_text(SMALL)
+    r = setrank('forecast', '--data', 'db', '--config', 'small.yaml', '--quiet', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out, = (tmp_path/'runs').glob('forecast_*')
+    doc = json.loads((out/'forecast.json').read_text())
+    assert all(t['projected_wins'] == t['wins'] for t in doc['teams'])          # no regular-season game left to play
+    assert abs(sum(t['title_odds'] for t in doc['teams']) - 1) < 1e-9
+    state = season_state(league, doc['season'], pd.Timestamp(doc['as_of']))
+    _, _, champion = season_truth(league['team_games'], state)
+    note = f"the real postseason (won by {state.teams.team.iloc[champion]}) is not used"
+    assert note in (out/'forecast.md').read_text() and any(note in n for n in doc['notes'])
+
 def test_a_run_on_a_season_in_progress_evaluates_no_number_of_it(cli, mid):
     work, _, _ = cli
     r = setrank('run', '--data', 'db', '--config', 'small.yaml', '--quiet', cwd=work)
