@@ -802,11 +802,11 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
     rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
-    calibration = None       # strength uncertainty: fitted on the run's validation season unless the config gives σ
+    calibration, fraction = None, season_fraction(state, remaining)   # σ: fitted on the run's validation season unless the config gives it
     if cfg.forecast.strength_uncertainty == 'calibrated':
         calibration = calibration_games(tables, calibration_scores('setrank', gm.fitted_on, gm, oof=pd.read_parquet(rs.run_dir/'oof.parquet')),
-                                        gm, near=season_fraction(state, remaining), prior_weight=cfg.forecast.rating_prior_weight)
-    sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, season_fraction(state, remaining), calibration)
+                                        gm, near=fraction, prior_weight=cfg.forecast.rating_prior_weight)
+    sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, calibration)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
                          game_model={**gm.to_dict(), 'strength_sd_source': sd_source},
                          strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}', strength_sd=sd)

@@ -776,11 +776,15 @@ def _prepare_fit(fs:FeatureSet, split:SeasonSplit, cfg:Config, device:torch.devi
     return _Fit(model, inputs, labels, labels_np, lists, monitor, np.unique(monitor[monitor >= 0]), validates, generator,
                 games, future, _optimizer(model, mcfg), torch.amp.GradScaler('cuda', enabled=amp))
 
-def _epoch_record(fit:_Fit, epoch:int, lists:torch.Tensor, losses:dict, monitor_name:str, amp:bool, t0:float)->tuple[dict, float]:
-    "Score the monitored lists after an epoch: the epoch's record for train_history.json and its Spearman."
+def _monitor_spearman(fit:_Fit, amp:bool)->tuple[dict, float]:
+    "The model's outputs on the monitored rows, and the mean Spearman of the monitored lists early stopping watches."
     scored = _score_rows(fit.model, fit.inputs, fit.monitor_rows, amp)
     scores = np.full(len(fit.labels_np), np.nan); scores[fit.monitor_rows] = scored['score'].float().cpu().numpy()
-    metric = mean_list_spearman(scores, fit.labels_np, fit.monitor)
+    return scored, mean_list_spearman(scores, fit.labels_np, fit.monitor)
+
+def _epoch_record(fit:_Fit, epoch:int, lists:torch.Tensor, losses:dict, monitor_name:str, amp:bool, t0:float)->tuple[dict, float]:
+    "Score the monitored lists after an epoch: the epoch's record for train_history.json and its Spearman."
+    scored, metric = _monitor_spearman(fit, amp)
     grad_norm = losses.pop('grad_norm')
     mask = fit.inputs.mask[torch.as_tensor(fit.monitor_rows, device=fit.inputs.mask.device)]
     record = dict(epoch=epoch, loss=losses.pop('loss'), **{f'{monitor_name}_spearman': metric},
@@ -840,9 +844,7 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
                 mcfg, fit.generator, amp), nan_as_null=True)
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
-            scored = _score_rows(model, fit.inputs, fit.monitor_rows, amp)
-            scores = np.full(len(fit.labels_np), np.nan); scores[fit.monitor_rows] = scored['score'].float().cpu().numpy()
-            best = dict(metric=mean_list_spearman(scores, fit.labels_np, fit.monitor), epoch=0, state=copy.deepcopy(model.state_dict()))
+            best = dict(metric=_monitor_spearman(fit, amp)[1], epoch=0, state=copy.deepcopy(model.state_dict()))
             history['start_metric'] = best['metric']
         start, bar = time.perf_counter(), tqdm(total=mcfg.epochs, desc='Model A', unit='epoch', disable=not progress)
         for epoch in range(1, mcfg.epochs + 1):   # the bar is updated by hand: a loop over it would stop one short on `break`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_pipeline.ipynb #b88e2a29
 from __future__ import annotations
-import hashlib, json, os, re, shutil, tempfile, time, warnings
+import hashlib, json, os, re, shutil, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,11 +190,12 @@ class FoldModels:
     "Model A and Model B trained per split (training seasons, validation season); kept in `folder` when one is given."
     def __init__(self, folder:Union[str, Path, None]=None):   # None: train every time, keep nothing
         self.folder = None if folder is None else Path(folder)
+        self.code = code_version()   # hashed once: every key names the code
         self.trained, self.loaded = 0, 0
 
     def key(self, cfg:Config, split, fingerprint:str)->str:
         "A hash of everything the two fits read: data, seasons, model and training settings, seed, code."
-        what = dict(data=fingerprint, train=list(split.train), validation=list(split.validation), code=code_version(),
+        what = dict(data=fingerprint, train=list(split.train), validation=list(split.validation), code=self.code,
                     **{k: getattr(cfg, k).model_dump(mode='json') for k in ('model_a', 'model_b', 'training', 'repro')})
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -238,26 +239,19 @@ def out_of_fold_scores(fs,                 # the run's FeatureSet
                        fingerprint:str='', # the data fingerprint (the key of `folds`)
                       )->'pd.DataFrame':   # the OOF seasons' rows: keys, target, model_a, xgb, rf, prior
     "Model A, XGBoost and the forest scored out of fold (forward chaining), with the simple prior beside them."
-    from setrank.config import SeasonSplit, parse_season
+    from setrank.config import SeasonSplit
     from setrank.model_a import predict_model_a
     from setrank.model_b import predict_model_b
-    from setrank.stacking import simple_prior
-    folds, season_col = folds or FoldModels(), fs.rows['season'].astype(str).to_numpy()
-    available = sorted(set(season_col), key=parse_season)
-    scores = {m: np.full(len(fs.rows), np.nan) for m in ('model_a', 'xgb', 'rf')}
-    for season in sorted(oof_seasons, key=parse_season):   # season s: trained on the seasons before s−1, stopped on s−1
-        if season not in available: raise SetrankError(f'season {season!r} is not in the FeatureSet; it has {available}')
-        before = [s for s in available if parse_season(s) < parse_season(season)]
-        if len(before) < 2:
-            warnings.warn(f'out of fold: season {season} has fewer than two earlier seasons; its scores are NaN')
-            continue
+    from setrank.stacking import forward_chain_oof, simple_prior
+    folds = folds or FoldModels()
+    def fit_predict(before:list[str], season:str)->np.ndarray:   # trained on the seasons before s−1, stopped on s−1
         model_a, _, model_b = folds.fit(fs, SeasonSplit(train=before[:-1], validation=before[-1:], test=season), cfg, fingerprint)
-        rows = np.flatnonzero(season_col == season)
-        scores['model_a'][rows] = predict_model_a(model_a, fs, rows)['scores']
+        rows = np.flatnonzero((fs.rows.season == season).to_numpy())
         b = predict_model_b(model_b, fs, rows)
-        scores['xgb'][rows], scores['rf'][rows] = b['xgb'], b['rf']
+        return np.column_stack([predict_model_a(model_a, fs, rows)['scores'], b['xgb'], b['rf']])
+    scores = forward_chain_oof(fs.rows.season, fit_predict, oof_seasons, min_train_seasons=2)
     prior = simple_prior(fs.rows, cfg.stacking.prior_schedule_weight)   # out of fold by construction (no training)
-    oof = _base_frame(fs, scores | {'prior': prior}, LABELS[cfg.training.target])
+    oof = _base_frame(fs, dict(zip(('model_a', 'xgb', 'rf'), scores.T)) | {'prior': prior}, LABELS[cfg.training.target])
     return oof[oof.season.isin(oof_seasons)]
 
 # %% ../nbs/13_pipeline.ipynb #08a5d045
