@@ -7,7 +7,7 @@ dropped from every table, the dropped 2023-24 regular-season games written as sc
 2. `setrank forecast --data db` without --run (it trains the pipeline on the seasons before 2023-24): timed;
 3. checks: projected wins sum to the season's games (1,230), title odds to 1, playoff odds to 16; the RMSE of the
    projected final wins against the real 2023-24 final wins, beside the two baselines (W-L extrapolation, regressed
-   point differential: same game model link, same validation season, same simulations);
+   point differential: same game model link, same calibration seasons, same simulations);
 4. with --run-check, `setrank run --data db` on the cut data: it must finish and evaluate no 2023-24 number.
 
     python benchmarks/bench_forecast.py [--work DIR] [--as-of 2024-01-15] [--sims 10000] [--run-check] [--json FILE]
@@ -40,7 +40,8 @@ def main():
     args = ap.parse_args()
     from setrank.data import read_folder
     from setrank.forecast import (tables_before, write_folder, season_state, games_after, RemainingSchedule, feature_as_of,
-                                  baseline_game_models, baseline_strength, match_ratings, forecast_season)
+                                  baseline_game_models, baseline_strength, match_ratings, forecast_season,
+                                  calibration_seasons)
     src = Path(os.environ.get('SETRANK_NBA_DATA', REPO.parent/'shared'/'data'/'nba'))
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_forecast_')); work.mkdir(parents=True, exist_ok=True)
     as_of = pd.Timestamp(args.as_of)
@@ -66,7 +67,7 @@ def main():
     tables, fingerprint = load_league(cfg)
     rows = run_features(cfg, tables, fingerprint).rows
     run_dir = sorted((work/'runs').glob('run_*'))[-1]
-    validation = json.loads((run_dir/'manifest.json').read_text())['split']['validation']
+    calibrate_on = calibration_seasons(pd.read_parquet(run_dir/'oof.parquet'))   # the run's out-of-fold seasons, as setrank's
     state = season_state(tables, season, as_of)
     games = tables['schedule'][tables['schedule'].season == season]
     remaining = RemainingSchedule(pd.DataFrame({'home_team_id': games.home_team_id.to_numpy(), 'away_team_id': games.away_team_id.to_numpy(),
@@ -74,7 +75,7 @@ def main():
     cutday = feature_as_of(rows, season, as_of)
     at = rows[(rows.season == season) & (rows.as_of == cutday)].set_index('team_id').reindex(state.teams.team_id).reset_index()
     rmse = {'setrank': float(np.sqrt(((teams.projected_wins - final.reindex(teams.index))**2).mean()))}
-    for method, gm in baseline_game_models(tables['team_games'], rows[rows.season.isin(validation)]).items():
+    for method, gm in baseline_game_models(tables['team_games'], rows[rows.season.isin(calibrate_on)]).items():
         strength = baseline_strength(at, method, gm.regression_games)
         rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
         fc = forecast_season(state, remaining, rating, gm.home_advantage, args.sims, cfg.repro.seed)

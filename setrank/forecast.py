@@ -17,17 +17,18 @@ from .predict import (WinCalibration, calibrate_scale, game_score_diffs, bracket
                              _play_series)
 
 # %% auto #0
-__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'PLAY_IN_FIRST_SEASON', 'STRENGTH_WINDOW', 'RULES',
-           'BASELINE_METHODS', 'REGRESSION_GAMES', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState', 'season_state',
-           'formula_schedule', 'RemainingSchedule', 'games_after', 'remaining_schedule', 'win_probability',
-           'calibrate_game_model', 'GameModel', 'fit_game_model', 'match_ratings', 'simulate_head_to_head',
+__all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'REGRESSION_GAMES', 'PLAY_IN_FIRST_SEASON',
+           'STRENGTH_WINDOW', 'RULES', 'BASELINE_METHODS', 'FORECAST_METHODS', 'SCORE_NAMES', 'SeasonState',
+           'season_state', 'formula_schedule', 'RemainingSchedule', 'games_after', 'remaining_schedule',
+           'win_probability', 'calibrate_game_model', 'GameModel', 'fit_game_model', 'match_ratings',
+           'regressed_point_diff', 'best_regression_games', 'margin_spread', 'spread_at', 'simulate_head_to_head',
            'tiebreak_order', 'has_play_in', 'conference_standings', 'play_in', 'simulate_playoffs',
            'strength_inflation', 'Forecast', 'forecast_season', 'season_fraction', 'calibration_games',
            'fit_strength_sd', 'resolve_strength_sd', 'forecast_document', 'write_forecast_json', 'forecast_markdown',
            'plot_forecast', 'write_forecast', 'resolve_as_of', 'feature_as_of', 'date_of_season', 'ensemble_scores',
-           'RunStrength', 'ensemble_game_model', 'run_strength', 'forecast_command', 'tables_before', 'write_folder',
-           'regressed_point_diff', 'baseline_game_models', 'baseline_strength', 'calibration_scores', 'forecast_scores',
-           'season_truth', 'forecast_backtest', 'format_forecast_backtest']
+           'RunStrength', 'ensemble_game_model', 'calibration_seasons', 'run_strength', 'forecast_command',
+           'tables_before', 'write_folder', 'baseline_game_models', 'baseline_strength', 'calibration_scores',
+           'forecast_scores', 'season_truth', 'forecast_backtest', 'format_forecast_backtest']
 
 # %% ../nbs/13a_forecast.ipynb #a355ea7e
 @dataclass
@@ -202,31 +203,40 @@ def calibrate_game_model(team_games:pd.DataFrame, # canonical team_games
 @dataclass
 class GameModel:
     "Score -> predicted rest-of-season win % (a line) -> ratings matched over the games left; home court in logits."
-    intercept: float                 # predicted rest-of-season win % = intercept + slope * score
+    intercept: float                 # predicted rest-of-season win % = intercept + (slope + spread_slope·spread) * score
     slope: float
     home_advantage: float            # logit of the home court (`calibrate_scale`)
     fitted_on: list = field(default_factory=list)   # calibration seasons
-    regression_games: Optional[float] = None         # the point-differential baseline's k (None otherwise)
+    regression_games: Optional[float] = None         # k of the regressed point differential: the baseline's, or the spread's (None otherwise)
+    spread_slope: float = 0.0        # growth of the slope per point of the league's spread at the cut (`margin_spread`); 0: a plain line
 
-    def win_pct(self, score)->np.ndarray:
-        "Predicted rest-of-season win % of each score, kept inside (0.02, 0.98)."
-        return np.clip(self.intercept + self.slope*np.asarray(score, dtype='float64'), 0.02, 0.98)
+    def win_pct(self, score, spread:Optional[float]=None)->np.ndarray:
+        "Predicted rest-of-season win % of each score (at a cut whose league spread is `spread`), kept inside (0.02, 0.98)."
+        if self.spread_slope and spread is None:
+            raise SetrankError('this game model reads the league spread of the point differential at the cut: pass `spread` (`spread_at`)')
+        slope = self.slope + (self.spread_slope*float(spread) if self.spread_slope else 0.0)
+        return np.clip(self.intercept + slope*np.asarray(score, dtype='float64'), 0.02, 0.98)
 
     def to_dict(self)->dict: return asdict(self)
 
 def fit_game_model(team_games:pd.DataFrame, # canonical team_games
-                   score_rows:pd.DataFrame, # season, as_of, team_id, score, y_rest_of_season at the calibration seasons' cuts
+                   score_rows:pd.DataFrame, # season, as_of, team_id, score, y_rest_of_season (and spread) at the calibration seasons' cuts
                    line:bool=True,          # fit the score -> win % line (False: the score is a win % already)
                   )->GameModel:
-    "The game model of one score: its line to rest-of-season win % and the home court, fitted on `score_rows`' seasons."
+    "The game model of one score: its line to rest-of-season win % (slope growing with `spread` if given) and the home court."
     home = calibrate_game_model(team_games, score_rows).home_advantage
     seasons = sorted(score_rows.season.unique(), key=parse_season)
     if not line: return GameModel(0.0, 1.0, home, seasons)
     x, y = score_rows.score.to_numpy('float64'), score_rows.y_rest_of_season.to_numpy('float64')
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0: raise SetrankError(f'cannot fit the score -> win % line on {seasons}: too few labelled rows')
-    slope, intercept = np.polyfit(x[ok], y[ok], 1)
-    return GameModel(float(intercept), float(slope), home, seasons)
+    spread = score_rows.spread.to_numpy('float64') if 'spread' in score_rows else np.zeros_like(x)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(spread)
+    if ok.sum() < 4 or np.ptp(x[ok]) == 0: raise SetrankError(f'cannot fit the score -> win % line on {seasons}: too few labelled rows')
+    if 'spread' not in score_rows:
+        slope, intercept = np.polyfit(x[ok], y[ok], 1)
+        return GameModel(float(intercept), float(slope), home, seasons)
+    design = np.column_stack([np.ones(ok.sum()), x[ok], x[ok]*spread[ok]])
+    (intercept, slope, spread_slope), *_ = np.linalg.lstsq(design, y[ok], rcond=None)
+    return GameModel(float(intercept), float(slope), home, seasons, spread_slope=float(spread_slope))
 
 def match_ratings(win_pct:np.ndarray,        # (teams,) predicted rest-of-season win %, aligned with state.teams
                   state:SeasonState,         # the teams
@@ -253,6 +263,41 @@ def match_ratings(win_pct:np.ndarray,        # (teams,) predicted rest-of-season
         return value, grad
     fit = minimize(objective, prior.copy(), jac=True, method='L-BFGS-B', options={'maxiter': 1000, 'gtol': 1e-9})
     return fit.x
+
+# %% ../nbs/13a_forecast.ipynb #690d1383
+REGRESSION_GAMES = (0, 2, 5, 10, 15, 20, 30, 40, 60)
+
+def regressed_point_diff(point_diff, games_played, k:float)->np.ndarray:
+    "Point differential per game shrunk toward 0 (the league mean) by `k` games of average play."
+    gp = np.asarray(games_played, dtype='float64')
+    return np.asarray(point_diff, dtype='float64')*gp/np.maximum(gp + k, 1e-9)
+
+def best_regression_games(rows:pd.DataFrame,   # feature rows: point_diff, games_played, y_rest_of_season
+                          grid:Sequence[float]=REGRESSION_GAMES, # candidate k, in games
+                         )->float:
+    "The `k` whose regressed point differential's least-squares line fits the rows' rest-of-season win % best."
+    y, best = rows.y_rest_of_season.to_numpy('float64'), None
+    for k in grid:
+        x = regressed_point_diff(rows.point_diff, rows.games_played, k)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.sum() < 3: raise SetrankError(f'cannot fit the regressed point differential: {int(ok.sum())} labelled rows')
+        slope, intercept = np.polyfit(x[ok], y[ok], 1)
+        sse = float(((intercept + slope*x[ok] - y[ok])**2).sum())
+        if best is None or sse < best[0]: best = (sse, k)
+    return best[1]
+
+def margin_spread(rows:pd.DataFrame, # feature rows: season, as_of, point_diff, games_played
+                  k:float,           # games of regression to the mean (`best_regression_games`)
+                 )->np.ndarray:      # one value per row: the spread of its cut
+    "The league's spread at each row's cut: the standard deviation over the cut's teams of the regressed point differential."
+    x = pd.Series(regressed_point_diff(rows.point_diff, rows.games_played, k), index=rows.index)
+    return x.groupby([rows.season.to_numpy(), pd.to_datetime(rows.as_of).to_numpy()]).transform('std', ddof=0).to_numpy('float64')
+
+def spread_at(rows:pd.DataFrame, season:str, as_of, k:float)->float:
+    "The league's spread at one cut of `rows` (`margin_spread`)."
+    at = rows[(rows.season == season).to_numpy() & (pd.to_datetime(rows.as_of) == pd.Timestamp(as_of)).to_numpy()]
+    if at.empty: raise SetrankError(f'no feature rows of {season} as of {pd.Timestamp(as_of).date()} to measure the league spread on')
+    return float(margin_spread(at, k)[0])
 
 # %% ../nbs/13a_forecast.ipynb #300515da
 def simulate_head_to_head(state:SeasonState,       # the season so far
@@ -467,7 +512,7 @@ def season_fraction(state:SeasonState,          # the season so far
     return played/max(played + left, 1)
 
 def calibration_games(tables:dict,             # canonical tables with the calibration seasons' games, played
-                      score_rows:pd.DataFrame, # season, as_of, team_id, score: strengths at the cuts of those seasons
+                      score_rows:pd.DataFrame, # season, as_of, team_id, score (and spread): strengths at the cuts of those seasons
                       game_model:GameModel,    # the score -> win % line and the home court fitted on them
                       every:int=2,             # every k-th cut (neighbouring cuts share all but a day of games)
                       near:Optional[float]=None, # only the cuts within `STRENGTH_WINDOW` of this share of the season (None: all)
@@ -488,10 +533,11 @@ def calibration_games(tables:dict,             # canonical tables with the calib
             state, games = season_state(season_tables, season, as_of), games_after(tg, season, as_of)
             if games.empty: continue
             remaining = RemainingSchedule(games, 'games', '')
-            strength = (rows[pd.to_datetime(rows.as_of) == as_of].set_index('team_id').score
-                        .reindex(state.teams.team_id).to_numpy('float64'))
+            at = rows[pd.to_datetime(rows.as_of) == as_of]
+            strength = at.set_index('team_id').score.reindex(state.teams.team_id).to_numpy('float64')
+            spread = float(at.spread.iloc[0]) if 'spread' in at else None
             if not np.isfinite(strength).all(): continue
-            rating = match_ratings(game_model.win_pct(strength), state, remaining, game_model.home_advantage, prior_weight)
+            rating = match_ratings(game_model.win_pct(strength, spread), state, remaining, game_model.home_advantage, prior_weight)
             ids = state.teams.team_id.to_numpy('int64')
             home, away = pd.Index(ids).get_indexer(games.home_team_id), pd.Index(ids).get_indexer(games.away_team_id)
             z = rating[home] - rating[away] + game_model.home_advantage*(1.0 - games.neutral_site.to_numpy('float64'))
@@ -710,22 +756,34 @@ def ensemble_scores(art, positions:np.ndarray)->np.ndarray:
 
 @dataclass
 class RunStrength:
-    "Strengths as of a date from one run, and the game model fitted on its validation season."
+    "Strengths as of a date from one run, the league's spread then, and the game model fitted on its out-of-fold seasons."
     strength: pd.Series        # team_id -> ensemble score
     feature_as_of: pd.Timestamp # the as-of date of the feature rows read (`feature_as_of`)
     game_model: GameModel
     run_dir: Path
+    spread: float              # the league's spread at the cut (`spread_at`)
+    rows: pd.DataFrame         # the run's feature rows (the calibration seasons' spreads)
 
 def ensemble_game_model(team_games:pd.DataFrame, # canonical team_games
                         oof:pd.DataFrame,        # a run's oof.parquet (out-of-fold ensemble scores)
-                        rows:pd.DataFrame,       # feature rows (for the rest-of-season labels)
-                        seasons:Sequence[str],   # the calibration seasons (the run's validation seasons)
+                        rows:pd.DataFrame,       # feature rows (rest-of-season labels, point differential)
+                        seasons:Sequence[str],   # the calibration seasons (the run's out-of-fold seasons, `calibration_seasons`)
+                        spread:bool=True,        # the slope grows with the league's spread (False: a plain line, for the ablation)
                        )->GameModel:
-    "The ensemble's game model, fitted on its out-of-fold scores of `seasons` against the rest-of-season win %."
+    "The ensemble's game model, fitted on its out-of-fold scores of `seasons` against the rest-of-season win %, with the spread."
     val = oof[oof.season.isin(list(seasons))][['season', 'as_of', 'team_id', 'ensemble']].rename(columns={'ensemble': 'score'})
-    labels = rows[['season', 'as_of', 'team_id', 'y_rest_of_season']].assign(as_of=lambda d: pd.to_datetime(d.as_of))
+    labels = (rows[rows.season.isin(list(seasons))][['season', 'as_of', 'team_id', 'y_rest_of_season', 'point_diff', 'games_played']]
+              .assign(as_of=lambda d: pd.to_datetime(d.as_of)))
+    k = best_regression_games(labels)
+    labels = labels.assign(spread=margin_spread(labels, k))[['season', 'as_of', 'team_id', 'y_rest_of_season'] + (['spread'] if spread else [])]
     val = val.assign(as_of=pd.to_datetime(val.as_of)).merge(labels, on=['season', 'as_of', 'team_id'], how='left')
-    return fit_game_model(team_games, val)
+    gm = fit_game_model(team_games, val)
+    if spread: gm.regression_games = k
+    return gm
+
+def calibration_seasons(oof:pd.DataFrame)->list[str]:
+    "The seasons a run's game model is calibrated on: every season of its out-of-fold scores (those the stack was fitted on)."
+    return sorted(oof.season.unique(), key=parse_season)
 
 def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
                  season:str,               # the forecast season
@@ -756,7 +814,8 @@ def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
         pos = np.flatnonzero(((fs.rows.season == season) & (pd.to_datetime(fs.rows.as_of) == cut)).to_numpy())
         strength = pd.Series(ensemble_scores(art, pos), index=fs.rows.team_id.to_numpy('int64')[pos])
     oof = pd.read_parquet(run_dir/'oof.parquet')
-    return RunStrength(strength, cut, ensemble_game_model(tables['team_games'], oof, fs.rows, split['validation']), run_dir)
+    gm = ensemble_game_model(tables['team_games'], oof, fs.rows, calibration_seasons(oof))
+    return RunStrength(strength, cut, gm, run_dir, spread_at(fs.rows, season, cut, gm.regression_games), fs.rows)
 
 # %% ../nbs/13a_forecast.ipynb #bedb0950
 def _season_note(tables:dict, state:SeasonState, remaining:RemainingSchedule, in_progress:bool)->str:
@@ -801,10 +860,10 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
         raise SetrankError(f'{Path(run).name} has no strength for {team} as of {rs.feature_as_of.date()}')
     remaining = remaining_schedule(tables, state)
     gm = rs.game_model
-    rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
-    calibration, fraction = None, season_fraction(state, remaining)   # σ: fitted on the run's validation season unless the config gives it
+    rating = match_ratings(gm.win_pct(strength, rs.spread), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
+    calibration, fraction = None, season_fraction(state, remaining)   # σ: fitted on the run's out-of-fold seasons unless the config gives it
     if cfg.forecast.strength_uncertainty == 'calibrated':
-        calibration = calibration_games(tables, calibration_scores('setrank', gm.fitted_on, gm, oof=pd.read_parquet(rs.run_dir/'oof.parquet')),
+        calibration = calibration_games(tables, calibration_scores('setrank', gm.fitted_on, gm, oof=pd.read_parquet(rs.run_dir/'oof.parquet'), rows=rs.rows),
                                         gm, near=fraction, prior_weight=cfg.forecast.rating_prior_weight)
     sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, calibration)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
@@ -843,12 +902,6 @@ def write_folder(tables:dict, folder:Union[str, Path])->Path:
 
 # %% ../nbs/13a_forecast.ipynb #c7d62ea6
 BASELINE_METHODS = ('win_pct', 'point_diff_regressed')
-REGRESSION_GAMES = (0, 2, 5, 10, 15, 20, 30, 40, 60)
-
-def regressed_point_diff(point_diff, games_played, k:float)->np.ndarray:
-    "Point differential per game shrunk toward 0 (the league mean) by `k` games of average play."
-    gp = np.asarray(games_played, dtype='float64')
-    return np.asarray(point_diff, dtype='float64')*gp/np.maximum(gp + k, 1e-9)
 
 def baseline_game_models(team_games:pd.DataFrame, # canonical team_games
                          rows:pd.DataFrame,       # feature rows (win_pct, point_diff, games_played, y_rest_of_season) of the calibration seasons
@@ -857,14 +910,7 @@ def baseline_game_models(team_games:pd.DataFrame, # canonical team_games
     "Each baseline's game model fitted on `rows`' seasons; for the point differential, the best regression k too."
     base = rows[['season', 'as_of', 'team_id', 'y_rest_of_season']]
     out = {'win_pct': fit_game_model(team_games, base.assign(score=rows.win_pct.to_numpy()), line=False)}
-    y, best = rows.y_rest_of_season.to_numpy('float64'), None
-    for k in grid:
-        x = regressed_point_diff(rows.point_diff, rows.games_played, k)
-        ok = np.isfinite(x) & np.isfinite(y)
-        slope, intercept = np.polyfit(x[ok], y[ok], 1)
-        sse = float(((intercept + slope*x[ok] - y[ok])**2).sum())
-        if best is None or sse < best[0]: best = (sse, k)
-    k = best[1]
+    k = best_regression_games(rows, grid)
     gm = fit_game_model(team_games, base.assign(score=regressed_point_diff(rows.point_diff, rows.games_played, k)))
     out['point_diff_regressed'] = GameModel(gm.intercept, gm.slope, gm.home_advantage, gm.fitted_on, k)
     return out
@@ -880,12 +926,18 @@ def calibration_scores(method:str,               # 'setrank' or one of `BASELINE
                        seasons:Sequence[str],    # the calibration seasons (the game model's `fitted_on`)
                        game_model:GameModel,     # the method's game model (the point differential's k)
                        oof:Optional[pd.DataFrame]=None,  # a run's oof.parquet (setrank)
-                       rows:Optional[pd.DataFrame]=None, # feature rows (the baselines)
-                      )->pd.DataFrame:           # season, as_of, team_id, score
+                       rows:Optional[pd.DataFrame]=None, # feature rows (the baselines; the spreads of setrank's cuts)
+                      )->pd.DataFrame:           # season, as_of, team_id, score (and spread, if the game model reads it)
     "A method's strengths at every cut of `seasons`, for `calibration_games`."
     if method == 'setrank':
         at = oof[oof.season.isin(list(seasons))]
-        return at[['season', 'as_of', 'team_id']].assign(score=at.ensemble.to_numpy('float64')).reset_index(drop=True)
+        out = at[['season', 'as_of', 'team_id']].assign(score=at.ensemble.to_numpy('float64')).reset_index(drop=True)
+        if not game_model.spread_slope: return out
+        if rows is None: raise SetrankError("setrank's game model reads the league spread: calibration_scores needs the feature rows")
+        r = rows[rows.season.isin(list(seasons))]
+        cuts = (r[['season']].assign(as_of=pd.to_datetime(r.as_of).to_numpy(), spread=margin_spread(r, game_model.regression_games))
+                .drop_duplicates(['season', 'as_of']))
+        return out.assign(as_of=pd.to_datetime(out.as_of)).merge(cuts, on=['season', 'as_of'], how='left')
     at = rows[rows.season.isin(list(seasons))]
     return at[['season', 'as_of', 'team_id']].assign(score=baseline_strength(at, method, game_model.regression_games)).reset_index(drop=True)
 
@@ -956,14 +1008,15 @@ def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.Da
         gm = models[method]
         strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
                     else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
-        rating = match_ratings(gm.win_pct(strength), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
+        spread = spread_at(rows, season, features_at, gm.regression_games) if gm.spread_slope else None
+        rating = match_ratings(gm.win_pct(strength, spread), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
         sd, _ = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, (calibration or {}).get(method))
         fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength, strength_sd=sd)
         prob = win_probability(rating, home, away, 1.0, gm.home_advantage, games.neutral_site.to_numpy(bool))
         out.append({'method': method, **forecast_scores(fc, *truth, prob, games.home_won.to_numpy()),
                     'wins_in_p10_p90': float(((truth[0] >= fc.teams.projected_wins_p10) & (truth[0] <= fc.teams.projected_wins_p90)).mean()),
                     'strength_sd': sd, 'home_advantage': gm.home_advantage, 'intercept': gm.intercept, 'slope': gm.slope,
-                    'regression_games': gm.regression_games})
+                    'regression_games': gm.regression_games, 'spread_slope': gm.spread_slope, 'spread': spread})
     return out
 
 def forecast_backtest(cfg:Config,               # the backtest's config (data source, paths, forecast settings)
@@ -989,11 +1042,11 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
         if manifest.get('data_fingerprint') != fingerprint:
             raise SetrankError(f'{bt/s} was run on other data (fingerprint {str(manifest.get("data_fingerprint"))[:12]}, '
                                f'the store has {fingerprint[:12]}): re-run the backtest')
-        validation = manifest['split']['validation']
         oof, scores = pd.read_parquet(bt/s/'oof.parquet'), pd.read_parquet(bt/s/'scores.parquet')
-        models = {'setrank': ensemble_game_model(tg, oof, rows, validation),
-                  **baseline_game_models(tg, rows[rows.season.isin(validation)])}
-        calibration = ({m: calibration_games(tables, calibration_scores(m, validation, models[m], oof=oof, rows=rows), models[m],
+        calibrate_on = calibration_seasons(oof)        # every method fitted on the same out-of-fold seasons of the run
+        models = {'setrank': ensemble_game_model(tg, oof, rows, calibrate_on),
+                  **baseline_game_models(tg, rows[rows.season.isin(calibrate_on)])}
+        calibration = ({m: calibration_games(tables, calibration_scores(m, calibrate_on, models[m], oof=oof, rows=rows), models[m],
                                              prior_weight=cfg.forecast.rating_prior_weight)
                         for m in FORECAST_METHODS} if cfg.forecast.strength_uncertainty == 'calibrated' else {})
         played = regular_games(tg)
@@ -1004,7 +1057,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
                 if progress: print(f'{s} {md_}: skipped ({as_of.date()} is outside its regular season {first.date()}..{last.date()})')
                 continue
             scored = _forecast_from_date(cfg, tables, rows, scores, models, s, as_of, n_sims, seed, calibration)
-            out += [{'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), **r, 'calibrated_on': ','.join(validation)}
+            out += [{'season': s, 'date': md_, 'as_of': as_of.date().isoformat(), **r, 'calibrated_on': ','.join(calibrate_on)}
                     for r in scored]
             if progress: print(f'{s} {md_}: ' + ', '.join(f"{r['method']} RMSE {r['wins_rmse']:.2f} (σ {r['strength_sd']:.2f})" for r in scored))
     table = pd.DataFrame(out)
