@@ -185,6 +185,7 @@ def fit_model_b(fs,                                          # a FeatureSet (row
                 cfg:Config,                                  # uses cfg.model_b, cfg.training, cfg.repro.seed
                 validation_seasons:Optional[Sequence[str]]=None, # early-stopping seasons for XGBoost (all dates)
                 early_stopping_rounds:int=25,                # XGBoost rounds without improvement before stopping
+                rf_jobs:Optional[int]=None,                  # threads fitting the forest (None: `model_b.n_jobs`); any count, the same trees
                )->ModelB:
     "Fit XGBoost and a random forest on the team features of `seasons` to predict the declared target."
     from sklearn.ensemble import RandomForestRegressor
@@ -209,7 +210,7 @@ def fit_model_b(fs,                                          # a FeatureSet (row
     p = cfg.model_b.rf
     rf = RandomForestRegressor(n_estimators=p.n_estimators, min_samples_leaf=p.min_samples_leaf,
                                max_features=p.max_features, max_samples=p.max_samples, random_state=cfg.repro.seed,
-                               n_jobs=cfg.model_b.n_jobs).fit(X, y)
+                               n_jobs=cfg.model_b.n_jobs if rf_jobs is None else rf_jobs).fit(X, y)
     rf.set_params(n_jobs=1)  # threaded prediction sums the trees in thread order: results would differ in the last bit
     info = dict(train_seasons=list(seasons), validation_seasons=validation_seasons, n_train_rows=int(len(train)),
                 n_train_lists=int(qid.max() + 1), list_by=cfg.training.list_by, seed=cfg.repro.seed,

@@ -211,9 +211,12 @@ class FoldModels:
             if out_dir is not None: shutil.copytree(kept, out_dir, dirs_exist_ok=True)
             return (load_model_a(kept/'model_a.pt', fs), read_json(kept/'train_history.json'),
                     load_model_b(kept/'model_b', fs.schema.team_features, cfg.model_b.n_jobs))
+        from concurrent.futures import ThreadPoolExecutor
         self.trained += 1
-        model_a, history = train_model_a(fs, split, cfg, out_dir=out_dir, progress=progress)
-        model_b = fit_model_b(fs, split.train, cfg, validation_seasons=split.validation)
+        with ThreadPoolExecutor(1, thread_name_prefix='setrank-model-b') as side:   # Model B on the core Model A leaves idle
+            b = side.submit(fit_model_b, fs, split.train, cfg, validation_seasons=split.validation, rf_jobs=1)
+            model_a, history = train_model_a(fs, split, cfg, out_dir=out_dir, progress=progress)
+            model_b = b.result()
         if out_dir is not None: save_model_b(model_b, Path(out_dir)/'model_b')
         if kept is not None:   # written aside, then renamed: a kept split is whole or absent
             self.folder.mkdir(parents=True, exist_ok=True)
