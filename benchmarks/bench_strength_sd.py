@@ -1,8 +1,8 @@
 """How uncertain are the strengths? σ (logit) fitted on each backtest fold's validation season, by share of the season.
 
 For each fold of a `setrank backtest` folder, the fold's game models (setrank's ensemble on its out-of-fold scores, the
-W-L extrapolation, the regressed point differential, all fitted on the fold's validation season, as in
-`setrank forecast backtest`) rate the teams at every second cut of that validation season; `fit_strength_sd` then finds
+W-L extrapolation, the regressed point differential, each fitted here on the fold's validation season alone, so that
+every season is read once; `setrank forecast backtest` fits them on all the run's out-of-fold seasons) rate the teams at every second cut of that validation season; `fit_strength_sd` then finds
 the σ that best explains the results after the cuts, in tenths of the season, per season and pooled over the folds.
 Only validation seasons are read (never a test season's results), so this is what the notebook's choice of a
 season-stage window (`STRENGTH_WINDOW`) rests on.

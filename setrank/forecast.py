@@ -212,8 +212,9 @@ class GameModel:
 
     def win_pct(self, score, spread:Optional[float]=None)->np.ndarray:
         "Predicted rest-of-season win % of each score (at a cut whose league spread is `spread`), kept inside (0.02, 0.98)."
-        if self.spread_slope and spread is None:
-            raise SetrankError('this game model reads the league spread of the point differential at the cut: pass `spread` (`spread_at`)')
+        if self.spread_slope and (spread is None or not np.isfinite(spread)):
+            raise SetrankError(f'this game model reads the league spread of the point differential at the cut: pass a finite '
+                               f'`spread` (`spread_at`), got {spread}')
         slope = self.slope + (self.spread_slope*float(spread) if self.spread_slope else 0.0)
         return np.clip(self.intercept + slope*np.asarray(score, dtype='float64'), 0.02, 0.98)
 
@@ -536,7 +537,7 @@ def calibration_games(tables:dict,             # canonical tables with the calib
             at = rows[pd.to_datetime(rows.as_of) == as_of]
             strength = at.set_index('team_id').score.reindex(state.teams.team_id).to_numpy('float64')
             spread = float(at.spread.iloc[0]) if 'spread' in at else None
-            if not np.isfinite(strength).all(): continue
+            if not np.isfinite(strength).all() or (spread is not None and not np.isfinite(spread)): continue
             rating = match_ratings(game_model.win_pct(strength, spread), state, remaining, game_model.home_advantage, prior_weight)
             ids = state.teams.team_id.to_numpy('int64')
             home, away = pd.Index(ids).get_indexer(games.home_team_id), pd.Index(ids).get_indexer(games.away_team_id)
@@ -867,7 +868,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
                                         gm, near=fraction, prior_weight=cfg.forecast.rating_prior_weight)
     sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, calibration)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
-                         game_model={**gm.to_dict(), 'strength_sd_source': sd_source},
+                         game_model={**gm.to_dict(), 'spread': rs.spread, 'strength_sd_source': sd_source},
                          strength_source=f'{Path(run).name} ensemble, features as of {rs.feature_as_of.date()}', strength_sd=sd)
     fc.notes.append(_season_note(tables, state, remaining, in_progress))
     if remaining.approximated: say(f'warning: {remaining.note}')

@@ -193,8 +193,9 @@ def test_forecast_writes_the_three_files_with_every_field(cli, mid):
     md = (out/'forecast.md').read_text()
     assert 'What the numbers mean' in md and 'in progress' in md
     assert 'projected' in results['first'][0].stdout and 'title' in results['first'][0].stdout
-    gm = doc['game_model']                       # strength uncertainty: calibrated on the run's validation season
+    gm = doc['game_model']                       # strength uncertainty: calibrated on the run's out-of-fold seasons
     assert gm['strength_sd'] > 0 and 'maximum likelihood' in gm['strength_sd_source'] and gm['fitted_on'][0] in gm['strength_sd_source']
+    assert gm['spread'] > 0 and gm['spread_slope'] != 0            # the line reads the league's spread, recorded with it
     assert f"σ = {gm['strength_sd']:.2f} logit" in md and f"σ = {gm['strength_sd']:.2f}" in results['first'][0].stdout
 
 def test_same_seed_same_forecast_bit_for_bit(cli):
