@@ -584,7 +584,7 @@ def resolve_strength_sd(setting,                    # `cfg.forecast.strength_unc
                         fraction:float,             # the forecast's share of the season played (`season_fraction`)
                         calibration:Optional[pd.DataFrame]=None, # `calibration_games` (needed for 'calibrated')
                        )->tuple[float, str]:        # (σ, where it came from, in words)
-    "The forecast's σ: the configured number, or fitted on the calibration season's cuts near `fraction` of the season."
+    "The forecast's σ: the configured number, or fitted on the calibration seasons' cuts near `fraction` of the season."
     if setting != 'calibrated':
         sd = float(setting)
         return sd, ('forecast.strength_uncertainty in the config' if sd > 0 else

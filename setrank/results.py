@@ -243,11 +243,12 @@ def forecast_findings(res:BacktestResults)->str:
         beaten = [FORECAST_WORDS[m] for m in FORECAST_WORDS if w['setrank'] < w[m]]
         text += (f" From {res.in_progress['as_of']}, the season in progress: {w['setrank']:.2f}, against {w['win_pct']:.2f} for W-L extrapolation "
                  f"and {w['point_diff_regressed']:.2f} for the regressed point differential" +
-                 (f' (below {_and(beaten)}).' if beaten else ' (above both).'))
+                 (' (below both).' if len(beaten) == len(FORECAST_WORDS) else f' (below {_and(beaten)} only).' if beaten else ' (above both).'))
     for score, what in (('playoff', 'playoff odds'), ('title', 'title odds')):
         lowest = [d for d in dates if cells.loc[(d, 'setrank')][score] <= cells.loc[d][score].min()]
+        highest = all(cells.loc[(d, 'setrank')][score] > max(cells.loc[(d, m)][score] for m in FORECAST_WORDS) for d in dates)
         text += (f" Its {what} have the lowest log loss on {on(lowest)}." if lowest else
-                 f" Its {what} have a higher log loss than a baseline on every date.")
+                 f" Its {what} have a higher log loss than {'both baselines' if highest else 'at least one baseline'} on every date.")
     jan = '01-15' if '01-15' in dates else dates[len(dates)//2]
     per = res.forecast[res.forecast.date == jan].pivot_table(index='season', columns='method', values='wins_rmse')
     recent = list(per.index[-3:])
