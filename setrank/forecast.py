@@ -658,6 +658,10 @@ def forecast_markdown(fc:Forecast)->str:
                    f'deviation σ = {fc.strength_sd:.2f} logit{", " + sd_source if sd_source else ""}) and keeps it for that '
                    f'simulation\'s rest of season, play-in and playoffs' if fc.strength_sd > 0 else
                    'they stay fixed for the rest of the season')
+    gm = fc.game_model
+    width = (f', its slope growing with how wide the season is so far: the league\'s spread of point differential '
+             f'regressed by {gm["regression_games"]:g} games, {gm["spread"]:.2f} points per game'
+             if gm.get('spread_slope') and gm.get('spread') is not None else '')
     lines = [f'# {fc.season} forecast as of {fc.as_of.date().isoformat()}', '',
              f'The rest of the regular season ({len(sched.games)} games) simulated {fc.simulations:,} times (seed {fc.seed}), '
              f'then the {"play-in and the " if fc.play_in else ""}playoffs.', '',
@@ -670,7 +674,7 @@ def forecast_markdown(fc:Forecast)->str:
              f'Game probabilities: logistic in the rating difference plus the home court '
              f'({fc.game_model.get("home_advantage", 0):+.3g} logit); each team\'s rating is set so that its expected win % '
              f'over its own remaining games equals the win % its strength predicts (a line fitted on '
-             f'{", ".join(fc.game_model.get("fitted_on", [])) or "past seasons"}). Strengths: {fc.strength_source or "given"}; '
+             f'{", ".join(fc.game_model.get("fitted_on", [])) or "past seasons"}{width}). Strengths: {fc.strength_source or "given"}; '
              f'{uncertainty}. Remaining schedule: {sched.note}.']
     if sched.approximated: lines += ['', '> **Approximated schedule**: the games left were not in the data; see above.']
     if fc.notes: lines += [''] + [f'> {n}' for n in fc.notes]

@@ -192,6 +192,7 @@ def test_forecast_writes_the_three_files_with_every_field(cli, mid):
     assert abs(sum(t['projected_wins'] for t in doc['teams']) - 1230) < 1e-6
     md = (out/'forecast.md').read_text()
     assert 'What the numbers mean' in md and 'in progress' in md
+    assert 'how wide the season is so far' in md and f"{doc['game_model']['spread']:.2f} points per game" in md
     assert 'projected' in results['first'][0].stdout and 'title' in results['first'][0].stdout
     gm = doc['game_model']                       # strength uncertainty: calibrated on the run's out-of-fold seasons
     assert gm['strength_sd'] > 0 and 'maximum likelihood' in gm['strength_sd_source'] and gm['fitted_on'][0] in gm['strength_sd_source']
