@@ -218,6 +218,10 @@ class GameModel:
         slope = self.slope + (self.spread_slope*float(spread) if self.spread_slope else 0.0)
         return np.clip(self.intercept + slope*np.asarray(score, dtype='float64'), 0.02, 0.98)
 
+    def spread_of(self, rows:pd.DataFrame, season:str, as_of)->Optional[float]:
+        "The league spread this model reads at one cut of the feature `rows` (`spread_at`); None for a plain line."
+        return spread_at(rows, season, as_of, self.regression_games) if self.spread_slope else None
+
     def to_dict(self)->dict: return asdict(self)
 
 def fit_game_model(team_games:pd.DataFrame, # canonical team_games
@@ -766,8 +770,8 @@ class RunStrength:
     feature_as_of: pd.Timestamp # the as-of date of the feature rows read (`feature_as_of`)
     game_model: GameModel
     run_dir: Path
-    spread: float              # the league's spread at the cut (`spread_at`)
-    rows: pd.DataFrame         # the run's feature rows (the calibration seasons' spreads)
+    spread: Optional[float]    # the league's spread at the cut the game model reads (`GameModel.spread_of`)
+    calibration: pd.DataFrame  # the ensemble's scores (and spreads) at the calibration seasons' cuts (`calibration_scores`)
 
 def ensemble_game_model(team_games:pd.DataFrame, # canonical team_games
                         oof:pd.DataFrame,        # a run's oof.parquet (out-of-fold ensemble scores)
@@ -779,11 +783,12 @@ def ensemble_game_model(team_games:pd.DataFrame, # canonical team_games
     val = oof[oof.season.isin(list(seasons))][['season', 'as_of', 'team_id', 'ensemble']].rename(columns={'ensemble': 'score'})
     labels = (rows[rows.season.isin(list(seasons))][['season', 'as_of', 'team_id', 'y_rest_of_season', 'point_diff', 'games_played']]
               .assign(as_of=lambda d: pd.to_datetime(d.as_of)))
-    k = best_regression_games(labels)
-    labels = labels.assign(spread=margin_spread(labels, k))[['season', 'as_of', 'team_id', 'y_rest_of_season'] + (['spread'] if spread else [])]
-    val = val.assign(as_of=pd.to_datetime(val.as_of)).merge(labels, on=['season', 'as_of', 'team_id'], how='left')
+    k = best_regression_games(labels) if spread else None
+    if spread: labels = labels.assign(spread=margin_spread(labels, k))
+    val = val.assign(as_of=pd.to_datetime(val.as_of)).merge(labels.drop(columns=['point_diff', 'games_played']),
+                                                             on=['season', 'as_of', 'team_id'], how='left')
     gm = fit_game_model(team_games, val)
-    if spread: gm.regression_games = k
+    gm.regression_games = k
     return gm
 
 def calibration_seasons(oof:pd.DataFrame)->list[str]:
@@ -820,7 +825,8 @@ def run_strength(run_dir:Union[str, Path], # a finished `setrank run` folder
         strength = pd.Series(ensemble_scores(art, pos), index=fs.rows.team_id.to_numpy('int64')[pos])
     oof = pd.read_parquet(run_dir/'oof.parquet')
     gm = ensemble_game_model(tables['team_games'], oof, fs.rows, calibration_seasons(oof))
-    return RunStrength(strength, cut, gm, run_dir, spread_at(fs.rows, season, cut, gm.regression_games), fs.rows)
+    return RunStrength(strength, cut, gm, run_dir, gm.spread_of(fs.rows, season, cut),
+                       calibration_scores('setrank', gm.fitted_on, gm, oof=oof, rows=fs.rows))
 
 # %% ../nbs/13a_forecast.ipynb #bedb0950
 def _season_note(tables:dict, state:SeasonState, remaining:RemainingSchedule, in_progress:bool)->str:
@@ -868,8 +874,7 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
     rating = match_ratings(gm.win_pct(strength, rs.spread), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
     calibration, fraction = None, season_fraction(state, remaining)   # σ: fitted on the run's out-of-fold seasons unless the config gives it
     if cfg.forecast.strength_uncertainty == 'calibrated':
-        calibration = calibration_games(tables, calibration_scores('setrank', gm.fitted_on, gm, oof=pd.read_parquet(rs.run_dir/'oof.parquet'), rows=rs.rows),
-                                        gm, near=fraction, prior_weight=cfg.forecast.rating_prior_weight)
+        calibration = calibration_games(tables, rs.calibration, gm, near=fraction, prior_weight=cfg.forecast.rating_prior_weight)
     sd, sd_source = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, calibration)
     fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength,
                          game_model={**gm.to_dict(), 'spread': rs.spread, 'strength_sd_source': sd_source},
@@ -1013,7 +1018,7 @@ def _forecast_from_date(cfg:Config, tables:dict, rows:pd.DataFrame, scores:pd.Da
         gm = models[method]
         strength = (at_scores.ensemble.to_numpy('float64') if method == 'setrank'
                     else baseline_strength(at_rows.reset_index(), method, gm.regression_games))
-        spread = spread_at(rows, season, features_at, gm.regression_games) if gm.spread_slope else None
+        spread = gm.spread_of(rows, season, features_at)
         rating = match_ratings(gm.win_pct(strength, spread), state, remaining, gm.home_advantage, cfg.forecast.rating_prior_weight)
         sd, _ = resolve_strength_sd(cfg.forecast.strength_uncertainty, fraction, (calibration or {}).get(method))
         fc = forecast_season(state, remaining, rating, gm.home_advantage, n_sims, seed, strength=strength, strength_sd=sd)
