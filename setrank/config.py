@@ -79,6 +79,8 @@ class FeatureSettings(_Section):
     rating_prior_ridge: float = Field(50.0, gt=0)     # in-season player ratings: weight of the prior, in full games
     rating_carry: float = Field(0.8, ge=0, le=1)      # share of last season's final rating carried into the prior
     unknown_rating: float = -1.0                      # rating of a player without history (a rookie), points per 48 min
+    on_court_weight: float = Field(0.3, ge=0)         # share of a player's on-court plus-minus beyond his team's margin added to his rating (0: off)
+    on_court_shrink_minutes: float = Field(1000.0, ge=0) # that on-court excess, per 48 minutes, shrinks toward 0 by this many minutes
     prior_season_ridge: float = Field(20.0, gt=0)     # last season's player ratings (`prior_rating`): ridge weight
     srs_ridge: float = Field(2.0, ge=0)               # SRS as of each date: ridge weight
     elo_k: float = Field(20.0, gt=0)                  # Elo update size

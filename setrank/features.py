@@ -21,10 +21,10 @@ from .targets import (to_game_date, day_number, require_columns, season_dates, a
 __all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
            'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema',
            'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_as_of',
-           'fit_player_ratings', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters', 'player_features',
-           'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features', 'future_minutes', 'game_results',
-           'compute_features', 'Standardizer', 'feature_code_hash', 'features_key', 'save_features', 'load_features',
-           'build_features']
+           'fit_player_ratings', 'on_court_excess', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters',
+           'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features',
+           'future_minutes', 'game_results', 'compute_features', 'Standardizer', 'feature_code_hash', 'features_key',
+           'save_features', 'load_features', 'build_features']
 
 # %% ../nbs/04_features.ipynb #8d0eff94
 FIXED_POINT = 2**20
@@ -65,7 +65,7 @@ class SortedLog:
         return (self.cum[name][hi] - self.cum[name][lo])/FIXED_POINT
 
 # %% ../nbs/04_features.ipynb #d38e5c13
-FEATURE_CODE_VERSION = 'features-4'  # bump whenever a feature's definition changes: it is part of the cache key
+FEATURE_CODE_VERSION = 'features-5'  # bump whenever a feature's definition changes: it is part of the cache key
 
 PLAYER_WINDOW_FEATURES = ('minutes', 'pts_per36', 'reb_per36', 'ast_per36', 'stl_per36', 'blk_per36', 'tov_per36',
                           'fg3a_per36', 'ts_pct', 'usage', 'plus_minus_per36', 'starter_share', 'missed_share',
@@ -140,7 +140,7 @@ class League:
     teams: pd.DataFrame
     team_games: pd.DataFrame     # all season types, with day, year, tcode, ocode
     regular: pd.DataFrame        # regular-season team_games with box totals (own and opponent)
-    player_games: pd.DataFrame   # with day, year, pcode, tcode and per-game usage inputs
+    player_games: pd.DataFrame   # with day, year, pcode, tcode, per-game usage inputs and the team's margin
     dnp: pd.DataFrame            # with day, pcode
     player_ids: np.ndarray       # pcode -> player_id
     team_ids: np.ndarray         # tcode -> team_id
@@ -172,7 +172,10 @@ def prepare_league(tables:dict, # canonical tables: teams, team_games, player_ga
     pg['day'], pg['year'] = day_number(pg.game_date), _season_year(pg.season)
     pg['pcode'] = np.searchsorted(player_ids, pg.player_id.to_numpy(str))
     pg['tcode'] = np.searchsorted(team_ids, pg.team_id.to_numpy('int64'))
+    pg['plus_minus_known'] = pg.plus_minus.notna().to_numpy(bool)
     pg['plus_minus'] = pg.plus_minus.astype('Float64').fillna(0).astype('float64')
+    score = tg.drop_duplicates(['game_id', 'team_id']).set_index(['game_id', 'team_id'])
+    pg['team_margin'] = (score.pts - score.opp_pts).astype('float64').reindex(pd.MultiIndex.from_frame(pg[['game_id', 'team_id']])).to_numpy()
     pg['starter'] = pg.starter.astype('float64')
     box = pg.groupby(['game_id', 'team_id'], sort=False)[_TEAM_BOX].sum()
     team_possessions = box.fga + 0.44*box.fta + box.tov
@@ -284,6 +287,27 @@ def fit_player_ratings(league:League, # prepared tables
     out[players] = coef[:-1]
     return out
 
+# %% ../nbs/04_features.ipynb #f8a1fd2f
+def on_court_excess(league:League,        # prepared tables
+                    year:int,             # the season (starting year)
+                    types:Sequence[str],  # season types counted, e.g. ['regular']
+                    days:np.ndarray,      # (S,) snapshot days, increasing: snapshot j counts the games with day < days[j]
+                    shrink_minutes:float, # minutes of shrinkage toward 0 (0: the plain rate; 0 for a player without minutes)
+                   )->np.ndarray:         # (S, players) points per 48 minutes
+    "Each player's on-court plus-minus beyond his team's margin in the games before each snapshot, per 48 minutes, shrunk."
+    pg = league.player_games
+    pg = pg[(pg.year.to_numpy() == year) & pg.season_type.isin(types).to_numpy() & (pg.minutes.to_numpy() > 0)
+            & pg.plus_minus_known.to_numpy() & np.isfinite(pg.team_margin.to_numpy())]
+    minutes = pg.minutes.to_numpy('float64')
+    excess = pg.plus_minus.to_numpy('float64') - 5*minutes/pg.team_minutes.to_numpy('float64')*pg.team_margin.to_numpy()
+    k = np.searchsorted(np.asarray(days), pg.day.to_numpy(), 'right')    # the first snapshot that sees the game
+    keep, code = k < len(days), pg.pcode.to_numpy()
+    sums = np.zeros((2, len(days), len(league.player_ids)))
+    np.add.at(sums[0], (k[keep], code[keep]), excess[keep])
+    np.add.at(sums[1], (k[keep], code[keep]), minutes[keep])
+    total, played = sums.cumsum(1)
+    return np.where(played > 0, 48*total/np.maximum(played + shrink_minutes, 1e-9), 0.0)
+
 # %% ../nbs/04_features.ipynb #e96deb38
 def _season_design(league:League, year:int, types:Sequence[str]):
     "Day, signed minutes design (games, players), home flag and margin of season `year`'s games, ordered by day."
@@ -325,6 +349,7 @@ def season_ratings(league:League,               # prepared tables
                   )->dict[int, SeasonRatings]:
     "In-season ridge ratings shrunk toward a prior chained over the seasons (see above), snapshot per game day."
     n, lam, carry, unknown = len(league.player_ids), settings.rating_prior_ridge, settings.rating_carry, settings.unknown_rating
+    on_court = lambda types, days: settings.on_court_weight*on_court_excess(league, year, types, days, settings.on_court_shrink_minutes)
     prior, out = np.full(n, unknown), {}
     for year in sorted(years):
         day, x, home, y = _season_design(league, year, ['regular'])
@@ -340,12 +365,14 @@ def season_ratings(league:League,               # prepared tables
                 inverse -= v @ np.linalg.solve(np.eye(hi - lo) + block @ v, v.T)
                 rhs += block.T @ y[lo:hi]; lo = hi
             ratings[j, used] = (inverse @ rhs)[:-1]
+        if settings.on_court_weight: ratings += on_court(['regular'], days)
         out[year] = SeasonRatings(days, ratings, prior.copy())
         day, x, home, y = _season_design(league, year, ['regular', 'playoffs'])   # the season's last word
         final = prior.copy()
         if len(day):
             used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
             final[used] = np.linalg.solve(design.T @ design + np.diag(reg), design.T @ y + reg*mean)[:-1]
+            if settings.on_court_weight: final += on_court(['regular', 'playoffs'], day.max() + np.ones(1, 'int64'))[0]
         prior = carry*final + (1 - carry)*unknown
     return out
 
