@@ -380,7 +380,8 @@ METHODS = {  # name -> (a short gloss for its first mention in a sentence, the d
     'prior_player_rating': ("last season's player ratings", "minutes-weighted sum over the current roster of each "
                             "player's rating from last season (ridge regression of game margins on who played)"),
     'roster_rating': ('in-season player ratings', "minutes-weighted sum over the current roster of in-season player "
-                      "ratings to date (the same ridge regression, shrunk toward last season's ratings); setrank's "
+                      "ratings to date (the same ridge regression, shrunk toward last season's ratings, plus a share of "
+                      "each player's on-court plus-minus beyond his team's margin); setrank's "
                       "strongest single feature, reported for honesty"),
     'random': ('a random order', 'a random order: its exact expected value; its interval is what luck alone reaches on '
                'the list'),

@@ -65,7 +65,7 @@ class SortedLog:
         return (self.cum[name][hi] - self.cum[name][lo])/FIXED_POINT
 
 # %% ../nbs/04_features.ipynb #d38e5c13
-FEATURE_CODE_VERSION = 'features-5'  # bump whenever a feature's definition changes: it is part of the cache key
+FEATURE_CODE_VERSION = 'features-6'  # bump whenever a feature's definition changes: it is part of the cache key
 
 PLAYER_WINDOW_FEATURES = ('minutes', 'pts_per36', 'reb_per36', 'ast_per36', 'stl_per36', 'blk_per36', 'tov_per36',
                           'fg3a_per36', 'ts_pct', 'usage', 'plus_minus_per36', 'starter_share', 'missed_share',
@@ -296,8 +296,9 @@ def on_court_excess(league:League,        # prepared tables
                    )->np.ndarray:         # (S, players) points per 48 minutes
     "Each player's on-court plus-minus beyond his team's margin in the games before each snapshot, per 48 minutes, shrunk."
     pg = league.player_games
-    pg = pg[(pg.year.to_numpy() == year) & pg.season_type.isin(types).to_numpy() & (pg.minutes.to_numpy() > 0)
-            & pg.plus_minus_known.to_numpy() & np.isfinite(pg.team_margin.to_numpy())]
+    pg = pg[(pg.year.to_numpy() == year) & pg.season_type.isin(types).to_numpy() & (pg.minutes.to_numpy() > 0)]
+    whole = pg.plus_minus_known.groupby([pg.game_id, pg.tcode]).transform('all').to_numpy(bool)  # every player's known
+    pg = pg[whole & np.isfinite(pg.team_margin.to_numpy())]
     minutes = pg.minutes.to_numpy('float64')
     excess = pg.plus_minus.to_numpy('float64') - 5*minutes/pg.team_minutes.to_numpy('float64')*pg.team_margin.to_numpy()
     k = np.searchsorted(np.asarray(days), pg.day.to_numpy(), 'right')    # the first snapshot that sees the game
@@ -347,9 +348,10 @@ def season_ratings(league:League,               # prepared tables
                    years:Sequence[int],          # seasons (starting years) to rate, in order
                    settings:FeatureSettings,     # rating_prior_ridge (λ, in full games of (48 min)²), rating_carry, unknown_rating
                   )->dict[int, SeasonRatings]:
-    "In-season ridge ratings shrunk toward a prior chained over the seasons (see above), snapshot per game day."
+    "In-season ridge ratings shrunk toward a prior chained over the seasons, plus the on-court term (see above), per game day."
     n, lam, carry, unknown = len(league.player_ids), settings.rating_prior_ridge, settings.rating_carry, settings.unknown_rating
-    on_court = lambda types, days: settings.on_court_weight*on_court_excess(league, year, types, days, settings.on_court_shrink_minutes)
+    on_court = lambda year, types, days: settings.on_court_weight*on_court_excess(league, year, types, days,
+                                                                                  settings.on_court_shrink_minutes)
     prior, out = np.full(n, unknown), {}
     for year in sorted(years):
         day, x, home, y = _season_design(league, year, ['regular'])
@@ -365,14 +367,14 @@ def season_ratings(league:League,               # prepared tables
                 inverse -= v @ np.linalg.solve(np.eye(hi - lo) + block @ v, v.T)
                 rhs += block.T @ y[lo:hi]; lo = hi
             ratings[j, used] = (inverse @ rhs)[:-1]
-        if settings.on_court_weight: ratings += on_court(['regular'], days)
+        if settings.on_court_weight: ratings += on_court(year, ['regular'], days)
         out[year] = SeasonRatings(days, ratings, prior.copy())
         day, x, home, y = _season_design(league, year, ['regular', 'playoffs'])   # the season's last word
         final = prior.copy()
         if len(day):
             used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
             final[used] = np.linalg.solve(design.T @ design + np.diag(reg), design.T @ y + reg*mean)[:-1]
-            if settings.on_court_weight: final += on_court(['regular', 'playoffs'], day.max() + np.ones(1, 'int64'))[0]
+            if settings.on_court_weight: final += on_court(year, ['regular', 'playoffs'], np.array([day.max() + 1]))[0]
         prior = carry*final + (1 - carry)*unknown
     return out
 
