@@ -288,6 +288,10 @@ def fit_player_ratings(league:League, # prepared tables
     return out
 
 # %% ../nbs/04_features.ipynb #f8a1fd2f
+def _div(num, den, default):
+    "num/den where den > 0, else `default`."
+    return np.where(den > 0, num/np.where(den > 0, den, 1.0), default)
+
 def on_court_excess(league:League,        # prepared tables
                     year:int,             # the season (starting year)
                     types:Sequence[str],  # season types counted, e.g. ['regular']
@@ -307,7 +311,7 @@ def on_court_excess(league:League,        # prepared tables
     np.add.at(sums[0], (k[keep], code[keep]), excess[keep])
     np.add.at(sums[1], (k[keep], code[keep]), minutes[keep])
     total, played = sums.cumsum(1)
-    return np.where(played > 0, 48*total/np.maximum(played + shrink_minutes, 1e-9), 0.0)
+    return _div(48*total, played + shrink_minutes, 0.0)
 
 # %% ../nbs/04_features.ipynb #e96deb38
 def _season_design(league:League, year:int, types:Sequence[str]):
@@ -476,10 +480,6 @@ def select_rosters(candidates:pd.DataFrame, # (row, player) pairs with minute co
     return c.iloc[order[keep]].assign(slot=slot[keep]).reset_index(drop=True)
 
 # %% ../nbs/04_features.ipynb #7168d345
-def _div(num, den, default):
-    "num/den where den > 0, else `default`."
-    return np.where(den > 0, num/np.where(den > 0, den, 1.0), default)
-
 def player_features(league:League,        # prepared tables
                     chosen:pd.DataFrame,   # selected (row, player) pairs from `select_rosters`
                     logs:dict,             # sorted logs from `_logs`
