@@ -24,7 +24,7 @@ __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_r
            'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
            'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
            'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
-           'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
+           'truth_over_season', 'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -425,6 +425,31 @@ def top_k_overlap(scores:np.ndarray,   # (teams, players) explanation, higher = 
     return pd.DataFrame({'players': n, 'overlap': np.where(ok, (a & b).sum(1)/k, np.nan),
                          'random': np.where(ok, k/np.maximum(n, 1), np.nan)})
 
+# %% ../nbs/11_explain.ipynb #05740807
+def truth_over_season(model:DeepSetRank,    # Model A
+                      fs,                   # FeatureSet
+                      season:str,           # the season scored
+                      truth_of:Callable,    # row positions -> (teams, players) truth, NaN where padded or unknown
+                      every:int=4,          # score every `every`-th as-of date, counted back from the season's last
+                      k:int=3,
+                      n_steps:int=32,       # IG integration steps per date
+                     )->dict:               # explanation -> k, overlap, random (means over the dates), dates
+    "Top-k overlap with the truth of IG, attention weights and recent minutes, averaged over the season's as-of dates."
+    at = fs.rows.season.astype(str).to_numpy() == str(season)
+    if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
+    dates = np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    scores = {name: [] for name in ('IG attribution', 'attention weight', 'recent minutes')}
+    for day in dates:
+        rows = np.flatnonzero(at & (fs.rows.as_of == day).to_numpy())
+        ig, truth = integrated_gradients(model, fs, rows, n_steps=n_steps), truth_of(rows)
+        for name, values in zip(scores, (ig.player_attributions, ig.weights, fs.minutes[rows])):
+            scores[name].append(top_k_overlap(values, truth, k))
+    out = {}
+    for name, parts in scores.items():
+        ov = pd.concat(parts)
+        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()), dates=len(dates))
+    return out
+
 # %% ../nbs/11_explain.ipynb #8cfa70a6
 def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
     "A small DataFrame as a GitHub markdown table."
@@ -434,6 +459,7 @@ def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
 def explain_conclusion(ablation:dict,           # `ablation_summary`
                        agreement:dict,          # mean Spearman attention vs IG
                        truth:Optional[dict]=None, # overlaps with the synthetic truth, per explanation (None: unknown)
+                       season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
                       )->str:
     "The report's conclusion in words, every number read from the results: who recovers the contributors, by how much."
     out = []
@@ -448,6 +474,13 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
             ig = truth['IG attribution']
             out.append(f"Integrated Gradients finds {ig['overlap']:.0%} ({ig['overlap'] - mins['overlap']:+.0%} points "
                        f"against minutes).")
+        if season and 'attention weight' in season and 'recent minutes' in season:
+            s_att, s_min = season['attention weight'], season['recent minutes']
+            words = f"attention {s_att['overlap']:.0%} ({s_att['overlap'] - s_min['overlap']:+.0%} points against minutes)"
+            if 'IG attribution' in season:
+                s_ig = season['IG attribution']
+                words += f", Integrated Gradients {s_ig['overlap']:.0%} ({s_ig['overlap'] - s_min['overlap']:+.0%} points)"
+            out.append(f"Over the season ({s_min['dates']} as-of dates): {words}; recent minutes find {s_min['overlap']:.0%}.")
     else: out.append('The true player impacts are unknown (real data), so no explanation is scored against the truth.')
     hurts = ablation['mean_change_top'] < ablation['mean_change_random']
     out.append(f"Removing the top-attention players lowers a team's score {'more' if hurts else 'less'} than removing "
@@ -467,6 +500,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                      agreement:dict,                 # mean Spearman attention vs IG, vs |IG|
                      truth:Optional[dict]=None,      # overlaps with the synthetic truth (None: unknown)
                      top:int=3,                      # players listed per team
+                     truth_season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
                     )->str:
     "The explain report as markdown."
     s = ablation_summary(ablation)
@@ -498,7 +532,12 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                   _md_table(pd.DataFrame([dict(explanation=k, **v) for k, v in truth.items()]), '{:.2f}'), '',
                   'Share of each team\'s top players by the explanation that are among its top players by true impact; '
                   '`random` is what a random pick would reach.', '']
-    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth), '']
+        if truth_season:
+            n = next(iter(truth_season.values()))['dates']
+            lines += [f'Over the season ({n} as-of dates, counted back from the last):', '',
+                      _md_table(pd.DataFrame([dict(explanation=name, **{c: v[c] for c in ('k', 'overlap', 'random')})
+                                              for name, v in truth_season.items()]), '{:.2f}'), '']
+    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth, truth_season), '']
     return '\n'.join(lines)
 
 # %% ../nbs/11_explain.ipynb #be4bb44a

@@ -87,6 +87,10 @@ def test_report_writes_its_outputs_into_the_named_combo_only(sweep):
     conclusion = md.split('## Conclusion')[1]
     att, mins = summary['truth']['attention weight'], summary['truth']['recent minutes']
     assert f"{att['overlap']:.0%} of them found against {mins['overlap']:.0%}" in conclusion, conclusion
+    season = summary['truth_season']                                        # the same scored over the season's dates
+    assert set(season) == set(summary['truth']) and season['recent minutes']['dates'] > 1
+    assert all(0 <= v['overlap'] <= 1 and v['random'] == season['recent minutes']['random'] for v in season.values())
+    assert f"Over the season ({season['recent minutes']['dates']} as-of dates): attention {season['attention weight']['overlap']:.0%}" in conclusion
     assert f"more for {summary['ablation']['share_top_hurts_more']:.0%} of {summary['ablation']['teams']} teams" in conclusion
 
 def test_report_parameters_tag_survives_nbdev_clean(tmp_path):
