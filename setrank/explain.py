@@ -528,7 +528,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
               f"Mean Spearman per team between attention weights and IG attributions: {agreement['spearman']:+.2f} "
               f"(with |IG|: {agreement['spearman_abs']:+.2f}).", '']
     if truth:
-        lines += ['## Against the synthetic truth', '',
+        lines += ['## Against the synthetic truth', '', *(['At the explained date:', ''] if truth_season else []),
                   _md_table(pd.DataFrame([dict(explanation=k, **v) for k, v in truth.items()]), '{:.2f}'), '',
                   'Share of each team\'s top players by the explanation that are among its top players by true impact; '
                   '`random` is what a random pick would reach.', '']
