@@ -14,6 +14,7 @@ import torch
 from scipy.stats import rankdata
 from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash, inside_folder, load_config,
                             parse_season, resolve_seasons)
+from .attention import fallback_weights, minutes_share
 from .evaluate import markdown_table
 from .files import atomic_write, read_json, write_png
 from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
@@ -24,7 +25,8 @@ __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_r
            'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
            'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
            'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
-           'truth_over_season', 'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
+           'truth_over_season', 'availability_check', 'explain_conclusion', 'explain_markdown', 'report_notebook',
+           'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -450,6 +452,33 @@ def truth_over_season(model:DeepSetRank,    # Model A
         out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()), dates=len(dates))
     return out
 
+# %% ../nbs/11_explain.ipynb #d1f62101
+def availability_check(model:DeepSetRank,   # Model A
+                       fs,                  # FeatureSet with `future_minutes` (labels of finished games)
+                       season:str,          # the season checked
+                       every:int=4,         # every `every`-th as-of date, counted back from the season's last
+                      )->Optional[dict]:    # mean misplaced share for attention and recent minutes; None without labels
+    "Share of each team's remaining minutes the attention weights misplace, against the recent minutes' share."
+    if fs.future_minutes is None: return None
+    at = fs.rows.season.astype(str).to_numpy() == str(season)
+    if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
+    dates = np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
+    total = fs.future_minutes[rows].sum(1)
+    rows = rows[total > 0]                                       # dates with games still to come
+    if not len(rows): return None
+    target = fs.future_minutes[rows]/fs.future_minutes[rows].sum(1, keepdims=True)
+    inputs = model_inputs(model, fs, rows, next(model.parameters()).device)
+    with torch.no_grad():
+        weights = model.eval()(inputs.player_index, inputs.player_x, inputs.minutes, inputs.mask, inputs.team_x).weights.cpu().numpy()
+    mask = torch.as_tensor(fs.mask[rows])
+    share, has = minutes_share(torch.as_tensor(fs.minutes[rows]), mask)
+    share = fallback_weights(share, has, mask, 'minutes').numpy()   # uniform where a team has no recent minutes
+    misplaced = lambda w: 0.5*np.abs(np.where(fs.mask[rows], 0, w - target)).sum(1)
+    a, m = misplaced(weights), misplaced(share)
+    return dict(attention=float(a.mean()), recent_minutes=float(m.mean()), attention_closer=float((a < m).mean()),
+                teams=len(rows), dates=int(fs.rows.as_of.iloc[rows].nunique()))
+
 # %% ../nbs/11_explain.ipynb #8cfa70a6
 def _md_table(df:pd.DataFrame, floatfmt:str='{:+.3f}')->str:
     "A small DataFrame as a GitHub markdown table."
@@ -460,6 +489,7 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
                        agreement:dict,          # mean Spearman attention vs IG
                        truth:Optional[dict]=None, # overlaps with the synthetic truth, per explanation (None: unknown)
                        season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
+                       availability:Optional[dict]=None, # `availability_check` (None: not measured)
                       )->str:
     "The report's conclusion in words, every number read from the results: who recovers the contributors, by how much."
     out = []
@@ -489,6 +519,11 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
                f"{'do' if hurts else 'do not'} point at players the score depends on.")
     out.append(f"Attention and IG rank a roster's players {'alike' if agreement['spearman'] > 0.3 else 'differently'} "
                f"(mean Spearman {agreement['spearman']:+.2f}).")
+    if availability:
+        better = availability['attention'] < availability['recent_minutes'] - 0.005
+        out.append(f"As a forecast of who will play, the attention weights misplace {availability['attention']:.0%} of a "
+                   f"team's remaining minutes against {availability['recent_minutes']:.0%} for the recent minutes' share: "
+                   f"{'better' if better else 'no better'} than the prior they start from.")
     return ' '.join(out)
 
 def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep optuna_3trial)'
@@ -501,6 +536,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                      truth:Optional[dict]=None,      # overlaps with the synthetic truth (None: unknown)
                      top:int=3,                      # players listed per team
                      truth_season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
+                     availability:Optional[dict]=None, # `availability_check` (None: not measured)
                     )->str:
     "The explain report as markdown."
     s = ablation_summary(ablation)
@@ -537,7 +573,15 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
             lines += [f'Over the season ({n} as-of dates, counted back from the last):', '',
                       _md_table(pd.DataFrame([dict(explanation=name, **{c: v[c] for c in ('k', 'overlap', 'random')})
                                               for name, v in truth_season.items()]), '{:.2f}'), '']
-    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth, truth_season), '']
+    if availability:
+        lines += ['## Who will play', '',
+                  f"Share of each team's remaining minutes the weights put on the wrong players (total variation distance to the "
+                  f"share each player really played afterwards; 0 is exact), over {availability['dates']} as-of dates "
+                  f"({availability['teams']} team-dates):", '',
+                  _md_table(pd.DataFrame({'forecast': ['attention weights', "recent minutes' share"],
+                                          'misplaced': [availability['attention'], availability['recent_minutes']]}), '{:.3f}'), '',
+                  f"The attention is closer for {availability['attention_closer']:.0%} of the team-dates.", '']
+    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth, truth_season, availability), '']
     return '\n'.join(lines)
 
 # %% ../nbs/11_explain.ipynb #be4bb44a
