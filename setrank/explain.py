@@ -428,6 +428,12 @@ def top_k_overlap(scores:np.ndarray,   # (teams, players) explanation, higher = 
                          'random': np.where(ok, k/np.maximum(n, 1), np.nan)})
 
 # %% ../nbs/11_explain.ipynb #05740807
+def _season_dates(fs, season:str, every:int)->tuple[np.ndarray, np.ndarray]:
+    "The rows of `season` (bool) and every `every`-th of its as-of dates, counted back from the last."
+    at = fs.rows.season.astype(str).to_numpy() == str(season)
+    if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
+    return at, np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+
 def truth_over_season(model:DeepSetRank,    # Model A
                       fs,                   # FeatureSet
                       season:str,           # the season scored
@@ -437,9 +443,7 @@ def truth_over_season(model:DeepSetRank,    # Model A
                       n_steps:int=32,       # IG integration steps per date
                      )->dict:               # explanation -> k, overlap, random (means over the dates), dates
     "Top-k overlap with the truth of IG, attention weights and recent minutes, averaged over the season's as-of dates."
-    at = fs.rows.season.astype(str).to_numpy() == str(season)
-    if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
-    dates = np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    at, dates = _season_dates(fs, season, every)
     scores = {name: [] for name in ('IG attribution', 'attention weight', 'recent minutes')}
     for day in dates:
         rows = np.flatnonzero(at & (fs.rows.as_of == day).to_numpy())
@@ -460,9 +464,7 @@ def availability_check(model:DeepSetRank,   # Model A
                       )->Optional[dict]:    # mean misplaced share for attention and recent minutes; None without labels
     "Share of each team's remaining minutes the attention weights misplace, against the recent minutes' share."
     if fs.future_minutes is None: return None
-    at = fs.rows.season.astype(str).to_numpy() == str(season)
-    if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
-    dates = np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    at, dates = _season_dates(fs, season, every)
     rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
     total = fs.future_minutes[rows].sum(1)
     rows = rows[total > 0]                                       # dates with games still to come
