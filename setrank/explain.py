@@ -441,7 +441,7 @@ def truth_over_season(model:DeepSetRank,    # Model A
                       every:int=4,          # score every `every`-th as-of date, counted back from the season's last
                       k:int=3,
                       n_steps:int=32,       # IG integration steps per date
-                     )->dict:               # explanation -> k, overlap, random (means over the dates), dates
+                     )->dict:               # explanation -> k, overlap, random (means over the dates), dates, every
     "Top-k overlap with the truth of IG, attention weights and recent minutes, averaged over the season's as-of dates."
     at, dates = _season_dates(fs, season, every)
     scores = {name: [] for name in ('IG attribution', 'attention weight', 'recent minutes')}
@@ -453,7 +453,8 @@ def truth_over_season(model:DeepSetRank,    # Model A
     out = {}
     for name, parts in scores.items():
         ov = pd.concat(parts)
-        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()), dates=len(dates))
+        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()), dates=len(dates),
+                         every=max(int(every), 1))
     return out
 
 # %% ../nbs/11_explain.ipynb #d1f62101
@@ -462,20 +463,20 @@ def availability_check(model:DeepSetRank,   # Model A
                        season:str,          # the season checked
                        every:int=4,         # every `every`-th as-of date, counted back from the season's last
                       )->Optional[dict]:    # mean misplaced share for attention and recent minutes; None without labels
-    "Share of each team's remaining minutes the attention weights misplace, against the recent minutes' share."
+    "Share of the listed players' remaining minutes the attention weights misplace, against the recent minutes' share."
     if fs.future_minutes is None: return None
     at, dates = _season_dates(fs, season, every)
     rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
     total = fs.future_minutes[rows].sum(1)
-    rows = rows[total > 0]                                       # dates with games still to come
+    rows = rows[total > 0]                          # team-dates with games still to come (never the season's last date)
     if not len(rows): return None
     target = fs.future_minutes[rows]/fs.future_minutes[rows].sum(1, keepdims=True)
     inputs = model_inputs(model, fs, rows, next(model.parameters()).device)
     with torch.no_grad():
         weights = model.eval()(inputs.player_index, inputs.player_x, inputs.minutes, inputs.mask, inputs.team_x).weights.cpu().numpy()
     mask = torch.as_tensor(fs.mask[rows])
-    share, has = minutes_share(torch.as_tensor(fs.minutes[rows]), mask)
-    share = fallback_weights(share, has, mask, 'minutes').numpy()   # uniform where a team has no recent minutes
+    share, has = minutes_share(torch.as_tensor(fs.minutes[rows]), mask, model.arch['minutes_threshold'])
+    share = fallback_weights(share, has, mask, model.arch['fallback']).numpy()   # the model's own prior and fallback
     misplaced = lambda w: 0.5*np.abs(np.where(fs.mask[rows], 0, w - target)).sum(1)
     a, m = misplaced(weights), misplaced(share)
     return dict(attention=float(a.mean()), recent_minutes=float(m.mean()), attention_closer=float((a < m).mean()),
@@ -522,10 +523,11 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
     out.append(f"Attention and IG rank a roster's players {'alike' if agreement['spearman'] > 0.3 else 'differently'} "
                f"(mean Spearman {agreement['spearman']:+.2f}).")
     if availability:
-        better = availability['attention'] < availability['recent_minutes'] - 0.005
-        out.append(f"As a forecast of who will play, the attention weights misplace {availability['attention']:.0%} of a "
-                   f"team's remaining minutes against {availability['recent_minutes']:.0%} for the recent minutes' share: "
-                   f"{'better' if better else 'no better'} than the prior they start from.")
+        gap = availability['attention'] - availability['recent_minutes']
+        verdict = 'better than' if gap < -0.005 else 'worse than' if gap > 0.005 else 'no better than'
+        out.append(f"As a forecast of who will play, the attention weights misplace {availability['attention']:.0%} of the "
+                   f"listed players' remaining minutes against {availability['recent_minutes']:.0%} for the recent minutes' "
+                   f"share: {verdict} the prior they start from.")
     return ' '.join(out)
 
 def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep optuna_3trial)'
@@ -571,15 +573,17 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                   'Share of each team\'s top players by the explanation that are among its top players by true impact; '
                   '`random` is what a random pick would reach.', '']
         if truth_season:
-            n = next(iter(truth_season.values()))['dates']
-            lines += [f'Over the season ({n} as-of dates, counted back from the last):', '',
+            first = next(iter(truth_season.values()))
+            step = f"one as-of date in {first['every']}, counted back from the last" if 'every' in first else 'counted back from the last'
+            lines += [f"Over the season ({step}: {first['dates']} dates):", '',
                       _md_table(pd.DataFrame([dict(explanation=name, **{c: v[c] for c in ('k', 'overlap', 'random')})
                                               for name, v in truth_season.items()]), '{:.2f}'), '']
     if availability:
         lines += ['## Who will play', '',
-                  f"Share of each team's remaining minutes the weights put on the wrong players (total variation distance to the "
-                  f"share each player really played afterwards; 0 is exact), over {availability['dates']} as-of dates "
-                  f"({availability['teams']} team-dates):", '',
+                  f"Share of the listed players' remaining minutes the attention weights put on the wrong players (total "
+                  f"variation distance to the share each of them really played afterwards, in the games the data holds; 0 is "
+                  f"exact), over {availability['dates']} as-of dates ({availability['teams']} team-dates; the season's last "
+                  f"date has no games left):", '',
                   _md_table(pd.DataFrame({'forecast': ['attention weights', "recent minutes' share"],
                                           'misplaced': [availability['attention'], availability['recent_minutes']]}), '{:.3f}'), '',
                   f"The attention is closer for {availability['attention_closer']:.0%} of the team-dates.", '']
