@@ -93,7 +93,7 @@ def test_report_writes_its_outputs_into_the_named_combo_only(sweep):
     assert f"Over the season ({season['recent minutes']['dates']} as-of dates): attention {season['attention weight']['overlap']:.0%}" in conclusion
     avail = summary['availability']                                         # the attention as a forecast of who will play
     assert 0 <= avail['attention'] <= 1 and 0 <= avail['recent_minutes'] <= 1 and avail['dates'] > 1
-    assert f"misplace {avail['attention']:.0%} of a team's remaining minutes" in conclusion and '## Who will play' in md
+    assert f"misplace {avail['attention']:.0%} of the listed players' remaining minutes" in conclusion and '## Who will play' in md
     assert f"more for {summary['ablation']['share_top_hurts_more']:.0%} of {summary['ablation']['teams']} teams" in conclusion
 
 def test_report_parameters_tag_survives_nbdev_clean(tmp_path):
