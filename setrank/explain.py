@@ -17,7 +17,7 @@ from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash,
 from .attention import fallback_weights, minutes_share
 from .evaluate import markdown_table
 from .files import atomic_write, read_json, write_png
-from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs
+from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs, predict_model_a
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
 
 # %% auto #0
@@ -471,9 +471,7 @@ def availability_check(model:DeepSetRank,   # Model A
     rows = rows[total > 0]                          # team-dates with games still to come (never the season's last date)
     if not len(rows): return None
     target = fs.future_minutes[rows]/fs.future_minutes[rows].sum(1, keepdims=True)
-    inputs = model_inputs(model, fs, rows, next(model.parameters()).device)
-    with torch.no_grad():
-        weights = model.eval()(inputs.player_index, inputs.player_x, inputs.minutes, inputs.mask, inputs.team_x).weights.cpu().numpy()
+    weights = predict_model_a(model, fs, rows)['weights']
     mask = torch.as_tensor(fs.mask[rows])
     share, has = minutes_share(torch.as_tensor(fs.minutes[rows]), mask, model.arch['minutes_threshold'])
     share = fallback_weights(share, has, mask, model.arch['fallback']).numpy()   # the model's own prior and fallback
