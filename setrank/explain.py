@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib, io, json, os, re, tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 import torch
@@ -25,8 +25,8 @@ __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_r
            'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
            'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
            'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
-           'truth_over_season', 'availability_check', 'explain_conclusion', 'explain_markdown', 'report_notebook',
-           'explain_target']
+           'truth_over_season', 'truth_ceiling', 'availability_check', 'explain_conclusion', 'explain_markdown',
+           'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -454,6 +454,31 @@ def truth_over_season(model:DeepSetRank,    # Model A
                          every=max(int(every), 1))
     return out
 
+# %% ../nbs/11_explain.ipynb #c84c677a
+def truth_ceiling(fs,                    # FeatureSet (its `future_minutes`, if any, give the oracle row)
+                  season:str,            # the season scored
+                  truth_of:Callable,     # row positions -> (teams, players) truth, NaN where padded or unknown
+                  every:int=4,           # every `every`-th as-of date, counted back from the season's last
+                  k:int=3,
+                  blends:Sequence[float]=(0.1, 0.2, 0.3, 0.5), # a of the rules rating + a × recent minutes
+                 )->dict:                # rule -> k, overlap, random (means over the team-dates), dates
+    "Top-k overlap with the truth of rules read straight from Model A's inputs: rating, minutes, blends, an oracle."
+    at, dates = _season_dates(fs, season, every)
+    rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
+    truth = truth_of(rows)
+    rating, minutes = fs.player_x[rows][..., list(fs.schema.player_features).index('rating')], fs.minutes[rows]
+    rules = {'player rating': (rating, truth, rows), 'recent minutes': (minutes, truth, rows)}
+    rules |= {f'rating + {a:g} × minutes': (rating + a*minutes, truth, rows) for a in blends}
+    if fs.future_minutes is not None:
+        later = fs.future_minutes[rows].sum(1) > 0                    # team-dates with games still to come
+        if later.any(): rules['minutes played later (oracle)'] = (fs.future_minutes[rows][later], truth[later], rows[later])
+    out = {}
+    for name, (values, t, r) in rules.items():
+        ov = top_k_overlap(values, t, k)
+        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()),
+                         dates=int(fs.rows.as_of.iloc[r].nunique()))
+    return out
+
 # %% ../nbs/11_explain.ipynb #d1f62101
 def availability_check(model:DeepSetRank,   # Model A
                        fs,                  # FeatureSet with `future_minutes` (labels of finished games)
@@ -488,6 +513,7 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
                        truth:Optional[dict]=None, # overlaps with the synthetic truth, per explanation (None: unknown)
                        season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
                        availability:Optional[dict]=None, # `availability_check` (None: not measured)
+                       ceiling:Optional[dict]=None, # rules read straight from the inputs (`truth_ceiling`; None: not measured)
                       )->str:
     "The report's conclusion in words, every number read from the results: who recovers the contributors, by how much."
     out = []
@@ -509,6 +535,16 @@ def explain_conclusion(ablation:dict,           # `ablation_summary`
                 s_ig = season['IG attribution']
                 words += f", Integrated Gradients {s_ig['overlap']:.0%} ({s_ig['overlap'] - s_min['overlap']:+.0%} points)"
             out.append(f"Over the season ({s_min['dates']} as-of dates): {words}; recent minutes find {s_min['overlap']:.0%}.")
+        if ceiling and 'player rating' in ceiling:
+            blends = {n: v for n, v in ceiling.items() if n.startswith('rating + ')}
+            words = f"the player rating alone finds {ceiling['player rating']['overlap']:.0%}"
+            if blends:
+                name = max(blends, key=lambda n: blends[n]['overlap'])
+                words += (f", the best blend of rating and minutes {blends[name]['overlap']:.0%} ({name}, picked on this "
+                          f"season: an upper bound for such a rule)")
+            if 'minutes played later (oracle)' in ceiling:
+                words += f", the minutes really played later {ceiling['minutes played later (oracle)']['overlap']:.0%} (an oracle)"
+            out.append(f"Read straight from Model A's inputs over the same dates, {words}.")
     else: out.append('The true player impacts are unknown (real data), so no explanation is scored against the truth.')
     hurts = ablation['mean_change_top'] < ablation['mean_change_random']
     out.append(f"Removing the top-attention players lowers a team's score {'more' if hurts else 'less'} than removing "
@@ -536,6 +572,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                      top:int=3,                      # players listed per team
                      truth_season:Optional[dict]=None, # the same over the season's as-of dates (`truth_over_season`)
                      availability:Optional[dict]=None, # `availability_check` (None: not measured)
+                     ceiling:Optional[dict]=None,    # rules read straight from the inputs (`truth_ceiling`)
                     )->str:
     "The explain report as markdown."
     s = ablation_summary(ablation)
@@ -573,6 +610,11 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
             lines += [f"Over the season ({step}: {first['dates']} dates):", '',
                       _md_table(pd.DataFrame([dict(explanation=name, **{c: v[c] for c in ('k', 'overlap', 'random')})
                                               for name, v in truth_season.items()]), '{:.2f}'), '']
+        if ceiling:
+            lines += ["What Model A's inputs reach with no model (top players by each rule; the blends are rating + a × recent "
+                      "minutes, the best picked on this season; the oracle reads the minutes played later):", '',
+                      _md_table(pd.DataFrame([dict(rule=name, **{c: v[c] for c in ('k', 'overlap', 'random', 'dates')})
+                                              for name, v in ceiling.items()]), '{:.2f}'), '']
     if availability:
         lines += ['## Who will play', '',
                   f"Share of the listed players' remaining minutes the attention weights put on the wrong players (total "
@@ -582,7 +624,7 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
                   _md_table(pd.DataFrame({'forecast': ['attention weights', "recent minutes' share"],
                                           'misplaced': [availability['attention'], availability['recent_minutes']]}), '{:.3f}'), '',
                   f"The attention is closer for {availability['attention_closer']:.0%} of the team-dates.", '']
-    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth, truth_season, availability), '']
+    lines += ['## Conclusion', '', explain_conclusion(s, agreement, truth, truth_season, availability, ceiling), '']
     return '\n'.join(lines)
 
 # %% ../nbs/11_explain.ipynb #be4bb44a

@@ -91,6 +91,10 @@ def test_report_writes_its_outputs_into_the_named_combo_only(sweep):
     assert set(season) == set(summary['truth']) and season['recent minutes']['dates'] > 1
     assert all(0 <= v['overlap'] <= 1 and v['random'] == season['recent minutes']['random'] for v in season.values())
     assert f"Over the season ({season['recent minutes']['dates']} as-of dates): attention {season['attention weight']['overlap']:.0%}" in conclusion
+    reach = summary['truth_ceiling']                                        # rules read straight from the inputs, no model
+    assert {'player rating', 'recent minutes', 'minutes played later (oracle)'} <= set(reach)
+    assert abs(reach['recent minutes']['overlap'] - season['recent minutes']['overlap']) < 1e-12   # the same dates, the same rule
+    assert f"the player rating alone finds {reach['player rating']['overlap']:.0%}" in conclusion and "What Model A's inputs reach" in md
     avail = summary['availability']                                         # the attention as a forecast of who will play
     assert 0 <= avail['attention'] <= 1 and 0 <= avail['recent_minutes'] <= 1 and avail['dates'] > 1
     assert f"misplace {avail['attention']:.0%} of the listed players' remaining minutes" in conclusion and '## Who will play' in md
