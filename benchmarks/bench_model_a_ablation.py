@@ -18,17 +18,18 @@ import argparse, json, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 
-VARIANTS = {   # each: the default config plus these overrides (the default: availability pretraining and loss, residual start, no id embedding)
+VARIANTS = {   # each: the default config plus these overrides (the default: availability pretraining and loss, the attention then frozen, residual start, no id embedding)
     'default': {},
     'no availability pretraining': {'model_a.availability_epochs': 0},
     'no availability (pretraining or loss)': {'model_a.availability_epochs': 0, 'model_a.availability_weight': 0.0},
     'game loss (+ value head)': {'model_a.value_head': True, 'model_a.game_weight': 0.3},
+    'attention trained by the ranking (not frozen)': {'model_a.freeze_attention': False},
     'id embedding': {'model_a.embed_dim': 8},
     'minutes pooling': {'model_a.pooling': 'minutes'},
     'mean pooling': {'model_a.pooling': 'mean'},
     'random-start head, start not kept': {'model_a.residual_head': False, 'model_a.keep_start': False},
     'previous default': {'model_a.embed_dim': 8, 'model_a.residual_head': False, 'model_a.keep_start': False,
-                         'model_a.availability_weight': 0.0, 'model_a.availability_epochs': 0},
+                         'model_a.availability_weight': 0.0, 'model_a.availability_epochs': 0, 'model_a.freeze_attention': False},
 }
 HORIZONS = (0.25, 0.5, 0.75)
 

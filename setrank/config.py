@@ -133,6 +133,7 @@ class ModelAConfig(_Section):
     game_weight: float = Field(0.0, ge=0)
     availability_weight: float = Field(1.0, ge=0)
     availability_epochs: int = Field(10, ge=0, le=1000)
+    freeze_attention: bool = True   # after the availability step: ranking trains the score head only
     residual_head: bool = True
     keep_start: bool = True
     id_dropout: float = Field(0.1, ge=0, lt=1)

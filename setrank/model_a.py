@@ -20,12 +20,12 @@ from .targets import LABELS
 
 # %% auto #0
 __all__ = ['PAD_INDEX', 'OOV_INDEX', 'COLLAPSE_ENTROPY', 'UNIFORM_RATIO', 'PLATEAU_RTOL', 'PLATEAU_EPOCHS', 'CHECKPOINT_FORMAT',
-           'logger', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize', 'listmle_loss', 'ModelAOutput',
-           'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs', 'model_inputs',
+           'logger', 'FROZEN_PARTS', 'build_vocab', 'encode_players', 'fit_standardizer', 'standardize', 'listmle_loss',
+           'ModelAOutput', 'DeepSetRank', 'feature_schema_dict', 'check_feature_schema', 'ModelAInputs', 'model_inputs',
            'training_lists', 'seed_everything', 'deterministic', 'torch_threads', 'resolve_device',
            'AttentionDiagnosticWarning', 'attention_diagnostics', 'save_model_a', 'load_model_a', 'GamePairs',
-           'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability', 'train_model_a',
-           'predict_model_a', 'oof_model_a', 'attention_precision']
+           'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability', 'freeze_after_availability',
+           'train_model_a', 'predict_model_a', 'oof_model_a', 'attention_precision']
 
 # %% ../nbs/06_model_a.ipynb #40172928
 @dataclass
@@ -647,6 +647,16 @@ def pretrain_availability(model:DeepSetRank,                # Model A (its encod
     model.eval()
     return log
 
+# %% ../nbs/06_model_a.ipynb #1b922537
+FROZEN_PARTS = ('embedding', 'encoder', 'attention')   # what the availability step fits
+
+def freeze_after_availability(model:DeepSetRank)->list[str]:
+    "Fix the id embedding, player encoder and attention (no gradients); returns the names of the parameters fixed."
+    names = [n for n, p in model.named_parameters() if n.split('.')[0] in FROZEN_PARTS]
+    for n, p in model.named_parameters():
+        if n in names: p.requires_grad_(False)
+    return names
+
 # %% ../nbs/06_model_a.ipynb #dfc450fc
 def _list_sets(rows:pd.DataFrame, split:SeasonSplit, tcfg:TrainingConfig)->tuple[dict, np.ndarray, bool]:
     "Training lists per stride offset, the lists that are monitored (validation, else training) and whether they validate."
@@ -842,6 +852,7 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             history['availability_pretraining'] = json_ready(pretrain_availability(
                 model, fit.inputs, fit.future, train_rows, fit.monitor_rows[every[fit.monitor_rows]] if fit.validates else None,
                 mcfg, fit.generator, amp), nan_as_null=True)
+            if mcfg.freeze_attention: history['frozen'] = list(FROZEN_PARTS); freeze_after_availability(model)
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
             best = dict(metric=_monitor_spearman(fit, amp)[1], epoch=0, state=copy.deepcopy(model.state_dict()))
