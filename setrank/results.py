@@ -338,8 +338,10 @@ def replace_block(text:str,    # markdown holding `<!-- begin results:NAME ... -
 # %% ../nbs/13c_results.ipynb #e40be3f3
 def wrap_paragraphs(text:str, width:int=118)->str:
     "Prose paragraphs wrapped at `width` like the rest of the README; tables left as they are."
-    import textwrap
-    fill = lambda p: p if p.startswith('|') else textwrap.fill(p, width, break_long_words=False, break_on_hyphens=False)
+    import re, textwrap
+    glue = lambda p: re.sub(r'(?<=\d) %', '\x00%', p)   # a number keeps its % sign on the same line
+    fill = lambda p: p if p.startswith('|') else textwrap.fill(glue(p), width, break_long_words=False,
+                                                               break_on_hyphens=False).replace('\x00', ' ')
     return '\n\n'.join(fill(p) for p in text.split('\n\n'))
 
 def readme_blocks(res:BacktestResults)->dict[str, str]:
