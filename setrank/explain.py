@@ -21,12 +21,12 @@ from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs, pred
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'QUIET_KERNEL', 'check_run_outputs', 'latest_batch', 'resolve_target',
-           'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap', 'write_csv',
-           'plot_shap_summary', 'ig_forward', 'IGResult', 'integrated_gradients', 'player_names', 'ig_table',
-           'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement', 'truth_matrix', 'top_k_overlap',
-           'truth_over_season', 'truth_ceiling', 'availability_check', 'explain_conclusion', 'explain_markdown',
-           'report_notebook', 'explain_target']
+__all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'REPLACEMENT_RATING', 'QUIET_KERNEL', 'check_run_outputs', 'latest_batch',
+           'resolve_target', 'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap',
+           'write_csv', 'plot_shap_summary', 'ig_forward', 'IGResult', 'ig_baseline', 'integrated_gradients',
+           'player_names', 'ig_table', 'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement',
+           'truth_matrix', 'top_k_overlap', 'truth_over_season', 'truth_ceiling', 'availability_check',
+           'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -251,9 +251,23 @@ class IGResult:
     player_attributions: np.ndarray  # (teams, players) summed over features
     delta: np.ndarray                # (teams,) convergence delta: Σ attributions − (F(input) − F(baseline))
     score: np.ndarray                # (teams,) F(input), Model A's score
-    baseline_score: np.ndarray       # (teams,) F(baseline): the same roster of average players
+    baseline_score: np.ndarray       # (teams,) F(baseline): the same roster of replacement-level players
     weights: np.ndarray              # (teams, players) head-mean attention weights at the input
     mask: np.ndarray                 # (teams, players) True where padded
+
+REPLACEMENT_RATING = -2.0   # points of margin per 48 minutes: a replacement-level player (Basketball-Reference's VORP level)
+
+def ig_baseline(model:DeepSetRank,        # Model A (its standardizer places the rating)
+                x:torch.Tensor,           # (teams, players, F) standardized input features
+                replacement_rating:Optional[float]=REPLACEMENT_RATING, # None: average players in every feature
+               )->torch.Tensor:
+    "Replacement-level players: every standardized feature 0 (average) but the rating, at `replacement_rating`."
+    baseline = torch.zeros_like(x)
+    st = model.standardizer
+    if replacement_rating is not None and st is not None and 'rating' in st.player_features:
+        j = st.player_features.index('rating')
+        baseline[..., j] = (replacement_rating - st.player_mean[j])/st.player_std[j]
+    return baseline
 
 def integrated_gradients(model:DeepSetRank,                       # Model A (put in eval mode)
                          fs,                                      # FeatureSet
@@ -261,15 +275,16 @@ def integrated_gradients(model:DeepSetRank,                       # Model A (put
                          n_steps:int=64,                          # integration steps
                          internal_batch_size:Optional[int]=None,  # Captum's chunking of teams × steps (None: one pass)
                          method:str='gausslegendre',              # Captum's integral approximation
+                         replacement_rating:Optional[float]=REPLACEMENT_RATING, # the baseline's rating (None: average players)
                         )->IGResult:
-    "Integrated Gradients of Model A's score w.r.t. the standardized player features, baseline = average players."
+    "Integrated Gradients of Model A's score w.r.t. the standardized player features, baseline = replacement-level players."
     from captum.attr import IntegratedGradients
     model = model.eval()
     device = next(model.parameters()).device
     inputs = model_inputs(model, fs, np.asarray(rows), device)
     valid = (~inputs.mask).unsqueeze(-1).to(inputs.player_x.dtype)
     x = inputs.player_x*valid
-    baseline = torch.zeros_like(x)
+    baseline = ig_baseline(model, x, replacement_rating)*valid
     extra = (inputs.player_index, inputs.minutes, inputs.mask, inputs.team_x)
     forward = ig_forward(model)
     attr, delta = IntegratedGradients(forward).attribute(
@@ -584,8 +599,9 @@ def explain_markdown(title:str,                      # e.g. 'combo_0002 (sweep o
     best = ig[ig.ig_rank <= top].groupby(['team'], sort=False).apply(
         lambda g: ', '.join(f'{p} ({a:+.3f})' for p, a in zip(g.player, g.attribution)), include_groups=False)
     lines += ['## Players (Model A, Integrated Gradients)', '',
-              f"Attribution of each team's score to its players' features, relative to a roster of average players "
-              f"(baseline score). {ig_summary.get('n_steps')} steps; max |convergence delta| "
+              f"Attribution of each team's score to its players' features, relative to the same roster of replacement-level "
+              f"players (average features, rating {REPLACEMENT_RATING:+.1f} per 48 minutes: the baseline score). "
+              f"{ig_summary.get('n_steps')} steps; max |convergence delta| "
               f"{ig_summary.get('max_abs_delta', float('nan')):.2e} (score change scale {ig_summary.get('mean_abs_change', float('nan')):.3f}). "
               f'Full table: `ig_model_a_attributions.csv`.', '',
               _md_table(pd.DataFrame({'team': best.index, f'top {top} players (attribution)': best.to_numpy()})), '']
