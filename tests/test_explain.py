@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from setrank.config import SeasonSplit, SetrankError, load_config, parse_season
-from setrank.explain import (ablation_summary, attention_ablation, explain_rows, explain_target, ig_forward,
+from setrank.explain import (ablation_summary, attention_ablation, explain_rows, explain_target, ig_baseline, ig_forward,
                              integrated_gradients, player_names, rank_agreement, resolve_target, top_k_overlap,
                              truth_matrix)
 from setrank.model_a import model_inputs, predict_model_a, save_model_a, train_model_a
@@ -134,7 +134,8 @@ def test_ig_is_complete_and_padded_slots_get_exact_zeros(league, padded):
     f_input = predict_model_a(model, padded, rows)['scores']
     inputs = model_inputs(model, padded, rows)
     with torch.no_grad():
-        f_base = ig_forward(model)(torch.zeros_like(inputs.player_x), *inputs[:1], *inputs[2:]).numpy()
+        f_base = ig_forward(model)(ig_baseline(model, inputs.player_x), *inputs[:1], *inputs[2:]).numpy()   # replacement-level players
+    assert np.abs(ig.baseline_score - f_base).max() < 1e-5                      # the baseline IG reports is that roster's score
     total = ig.attributions.reshape(len(rows), -1).sum(1)
     gap = np.abs(total - (f_input - f_base))
     assert (gap <= np.abs(ig.delta) + 1e-5).all()
