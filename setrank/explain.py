@@ -25,8 +25,9 @@ __all__ = ['MODEL_FILES', 'COMBO_NAME', 'MODEL_TITLES', 'REPLACEMENT_RATING', 'Q
            'resolve_target', 'ExplainTarget', 'load_target', 'explain_rows', 'shap_explanations', 'mean_abs_shap',
            'write_csv', 'plot_shap_summary', 'ig_forward', 'IGResult', 'ig_baseline', 'integrated_gradients',
            'player_names', 'ig_table', 'score_without', 'attention_ablation', 'ablation_summary', 'rank_agreement',
-           'truth_matrix', 'top_k_overlap', 'truth_over_season', 'truth_ceiling', 'availability_check',
-           'explain_conclusion', 'explain_markdown', 'report_notebook', 'explain_target']
+           'truth_matrix', 'top_k_overlap', 'overlap_summary', 'explanation_overlaps', 'truth_over_season',
+           'truth_ceiling', 'availability_check', 'explain_conclusion', 'explain_markdown', 'report_notebook',
+           'explain_target']
 
 # %% ../nbs/11_explain.ipynb #7798e7b0
 MODEL_FILES = ('models/model_a.pt', *(f'models/model_b/{f}' for f in MODEL_B_FILES.values()))
@@ -442,12 +443,27 @@ def top_k_overlap(scores:np.ndarray,   # (teams, players) explanation, higher = 
     return pd.DataFrame({'players': n, 'overlap': np.where(ok, (a & b).sum(1)/k, np.nan),
                          'random': np.where(ok, k/np.maximum(n, 1), np.nan)})
 
+def overlap_summary(scores:np.ndarray, truth:np.ndarray, k:int=3)->dict:
+    "`top_k_overlap` averaged over the teams: k, overlap and a random pick's expectation."
+    ov = top_k_overlap(scores, truth, k)
+    return dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()))
+
+def explanation_overlaps(ig:IGResult,         # IG of the teams scored
+                         minutes:np.ndarray,  # (teams, players) their recent minutes
+                         truth:np.ndarray,    # (teams, players) their truth, NaN where padded or unknown
+                         k:int=3,
+                        )->dict:              # explanation -> `overlap_summary`
+    "The three explanations the report scores against the truth: IG, the attention weights and recent minutes."
+    return {name: overlap_summary(values, truth, k) for name, values in
+            (('IG attribution', ig.player_attributions), ('attention weight', ig.weights), ('recent minutes', minutes))}
+
 # %% ../nbs/11_explain.ipynb #05740807
-def _season_dates(fs, season:str, every:int)->tuple[np.ndarray, np.ndarray]:
-    "The rows of `season` (bool) and every `every`-th of its as-of dates, counted back from the last."
+def _season_rows(fs, season:str, every:int)->tuple[np.ndarray, np.ndarray]:
+    "Row positions of every team at every `every`-th as-of date of `season` (counted back from the last), and those dates."
     at = fs.rows.season.astype(str).to_numpy() == str(season)
     if not at.any(): raise SetrankError(f'season {season!r} is not in the features')
-    return at, np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    dates = np.sort(fs.rows.as_of[at].unique())[::-1][::max(int(every), 1)]
+    return np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy()), dates
 
 def truth_over_season(model:DeepSetRank,    # Model A
                       fs,                   # FeatureSet
@@ -458,16 +474,10 @@ def truth_over_season(model:DeepSetRank,    # Model A
                       n_steps:int=32,       # IG integration steps per date
                      )->dict:               # explanation -> k, overlap, random (means over the dates), dates, every
     "Top-k overlap with the truth of IG, attention weights and recent minutes, averaged over the season's as-of dates."
-    at, dates = _season_dates(fs, season, every)
-    rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())   # every team of every chosen date, in one pass
-    ig, truth = integrated_gradients(model, fs, rows, n_steps=n_steps), truth_of(rows)
-    out = {}
-    for name, values in (('IG attribution', ig.player_attributions), ('attention weight', ig.weights),
-                         ('recent minutes', fs.minutes[rows])):
-        ov = top_k_overlap(values, truth, k)
-        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()), dates=len(dates),
-                         every=max(int(every), 1))
-    return out
+    rows, dates = _season_rows(fs, season, every)                      # every team of every chosen date, in one pass
+    ig = integrated_gradients(model, fs, rows, n_steps=n_steps)
+    return {name: v | dict(dates=len(dates), every=max(int(every), 1))
+            for name, v in explanation_overlaps(ig, fs.minutes[rows], truth_of(rows), k).items()}
 
 # %% ../nbs/11_explain.ipynb #c84c677a
 def truth_ceiling(fs,                    # FeatureSet (its `future_minutes`, if any, give the oracle row)
@@ -478,8 +488,7 @@ def truth_ceiling(fs,                    # FeatureSet (its `future_minutes`, if 
                   blends:Sequence[float]=(0.1, 0.2, 0.3, 0.5), # a of the rules rating + a × recent minutes
                  )->dict:                # rule -> k, overlap, random (means over the team-dates), dates
     "Top-k overlap with the truth of rules read straight from Model A's inputs: rating, minutes, blends, an oracle."
-    at, dates = _season_dates(fs, season, every)
-    rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
+    rows, _ = _season_rows(fs, season, every)
     truth = truth_of(rows)
     rating, minutes = fs.player_x[rows][..., list(fs.schema.player_features).index('rating')], fs.minutes[rows]
     rules = {'player rating': (rating, truth, rows), 'recent minutes': (minutes, truth, rows)}
@@ -487,12 +496,8 @@ def truth_ceiling(fs,                    # FeatureSet (its `future_minutes`, if 
     if fs.future_minutes is not None:
         later = fs.future_minutes[rows].sum(1) > 0                    # team-dates with games still to come
         if later.any(): rules['minutes played later (oracle)'] = (fs.future_minutes[rows][later], truth[later], rows[later])
-    out = {}
-    for name, (values, t, r) in rules.items():
-        ov = top_k_overlap(values, t, k)
-        out[name] = dict(k=k, overlap=float(ov.overlap.mean()), random=float(ov.random.mean()),
-                         dates=int(fs.rows.as_of.iloc[r].nunique()))
-    return out
+    return {name: overlap_summary(values, t, k) | dict(dates=int(fs.rows.as_of.iloc[r].nunique()))
+            for name, (values, t, r) in rules.items()}
 
 # %% ../nbs/11_explain.ipynb #d1f62101
 def availability_check(model:DeepSetRank,   # Model A
@@ -502,8 +507,7 @@ def availability_check(model:DeepSetRank,   # Model A
                       )->Optional[dict]:    # mean misplaced share for attention and recent minutes; None without labels
     "Share of the listed players' remaining minutes the attention weights misplace, against the recent minutes' share."
     if fs.future_minutes is None: return None
-    at, dates = _season_dates(fs, season, every)
-    rows = np.flatnonzero(at & fs.rows.as_of.isin(dates).to_numpy())
+    rows, _ = _season_rows(fs, season, every)
     total = fs.future_minutes[rows].sum(1)
     rows = rows[total > 0]                          # team-dates with games still to come (never the season's last date)
     if not len(rows): return None
