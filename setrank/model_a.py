@@ -652,9 +652,9 @@ FROZEN_PARTS = ('embedding', 'encoder', 'attention')   # what the availability s
 
 def freeze_after_availability(model:DeepSetRank)->list[str]:
     "Fix the id embedding, player encoder and attention (no gradients); returns the names of the parameters fixed."
-    names = [n for n, p in model.named_parameters() if n.split('.')[0] in FROZEN_PARTS]
+    names = []
     for n, p in model.named_parameters():
-        if n in names: p.requires_grad_(False)
+        if n.split('.')[0] in FROZEN_PARTS: p.requires_grad_(False); names.append(n)
     return names
 
 # %% ../nbs/06_model_a.ipynb #dfc450fc
@@ -852,7 +852,8 @@ def train_model_a(fs:FeatureSet,                              # FeatureSet (rows
             history['availability_pretraining'] = json_ready(pretrain_availability(
                 model, fit.inputs, fit.future, train_rows, fit.monitor_rows[every[fit.monitor_rows]] if fit.validates else None,
                 mcfg, fit.generator, amp), nan_as_null=True)
-            if mcfg.freeze_attention: history['frozen'] = list(FROZEN_PARTS); freeze_after_availability(model)
+            if mcfg.freeze_attention:
+                freeze_after_availability(model); history['frozen'] = list(FROZEN_PARTS)
         best = dict(metric=-math.inf, epoch=0, state=None)
         if mcfg.keep_start:   # the untrained model competes: training must beat it on validation to be kept
             best = dict(metric=_monitor_spearman(fit, amp)[1], epoch=0, state=copy.deepcopy(model.state_dict()))
