@@ -39,9 +39,9 @@ def main():
     ap.add_argument('--json', help='also write the checks and RMSEs to this JSON file')
     args = ap.parse_args()
     from setrank.data import read_folder
-    from setrank.forecast import (tables_before, write_folder, season_state, games_after, RemainingSchedule, feature_as_of,
-                                  baseline_game_models, baseline_strength, match_ratings, forecast_season,
-                                  calibration_seasons)
+    from setrank.forecast import (tables_before, write_folder, feature_as_of, baseline_game_models, baseline_strength,
+                                  forecast_season, calibration_seasons)
+    from setrank.simulate import season_state, games_after, RemainingSchedule, match_ratings
     src = Path(os.environ.get('SETRANK_NBA_DATA', REPO.parent/'shared'/'data'/'nba'))
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_forecast_')); work.mkdir(parents=True, exist_ok=True)
     as_of = pd.Timestamp(args.as_of)

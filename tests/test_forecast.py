@@ -5,9 +5,9 @@ import numpy as np, pandas as pd
 import pytest
 from setrank.config import SetrankError, TrainingConfig
 from setrank.data import import_folder, schedule_from_league_schedule, load_tables, write_store, SCHEDULE_SCHEMA
-from setrank.forecast import (tables_before, write_folder, season_state, remaining_schedule, forecast_season, match_ratings,
-                              conference_standings, play_in, tiebreak_order, run_strength, SeasonState, RemainingSchedule,
-                              forecast_document, forecast_markdown)
+from setrank.forecast import tables_before, write_folder, forecast_season, run_strength, forecast_document, forecast_markdown
+from setrank.simulate import (season_state, remaining_schedule, match_ratings, conference_standings, play_in, tiebreak_order,
+                              SeasonState, RemainingSchedule)
 from setrank.synthetic import synth_league
 from setrank.targets import in_progress_seasons
 
