@@ -31,7 +31,8 @@ def child(spec:dict)->dict:
     import numpy as np, torch
     torch.set_num_threads(spec['threads'])
     from setrank.config import SeasonSplit, load_config
-    from setrank.model_a import _toy_featureset, predict_model_a, train_model_a
+    from setrank.deepset import _toy_featureset
+    from setrank.model_a import predict_model_a, train_model_a
     t0 = time.perf_counter()
     fs = _toy_featureset(n_seasons=9, n_dates=165, teams_per_conference=15, roster_size=12, n_noise_features=28, seed=0)
     build_s = time.perf_counter() - t0

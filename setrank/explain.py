@@ -17,7 +17,8 @@ from .config import (Config, SeasonSplit, SetrankError, check_name, config_hash,
 from .attention import fallback_weights, minutes_share
 from .evaluate import markdown_table
 from .files import atomic_write, read_json, write_png
-from .model_a import DeepSetRank, ModelAInputs, load_model_a, model_inputs, predict_model_a
+from .deepset import DeepSetRank, ModelAInputs, load_model_a, model_inputs
+from .model_a import predict_model_a
 from .model_b import MODEL_B_FILES, ModelB, load_model_b
 
 # %% auto #0

@@ -203,7 +203,8 @@ class FoldModels:
             out_dir:Union[str, Path, None]=None,   # also write model_a.pt, train_history.json and model_b/ here
             progress:bool=False)->tuple:
         "(model_a, history, model_b) for `split`: read back when the folder has it, else trained (and kept)."
-        from setrank.model_a import train_model_a, save_model_a, load_model_a
+        from setrank.model_a import train_model_a
+        from setrank.deepset import save_model_a, load_model_a
         from setrank.model_b import fit_model_b, save_model_b, load_model_b
         kept = None if self.folder is None else self.folder/self.key(cfg, split, fingerprint)
         if kept is not None and kept.is_dir():
@@ -603,7 +604,7 @@ class RunArtifacts:
 def load_run(run_dir:Union[str, Path], progress:bool=False)->RunArtifacts:
     "Load the config, features and models of the run in `run_dir` (a `SetrankError` naming what is missing)."
     from setrank.config import SeasonSplit
-    from setrank.model_a import load_model_a
+    from setrank.deepset import load_model_a
     from setrank.model_b import load_model_b
     from setrank.stacking import load_stack
     run_dir = Path(run_dir)

@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from setrank.config import SeasonSplit, SetrankError, load_config
 from setrank.attention import SetAttention, minutes_share
-from setrank.model_a import (DeepSetRank, AttentionDiagnosticWarning, _diagnostic_warnings, _toy_featureset,
-                             attention_precision, build_vocab, encode_players, listmle_loss, load_model_a,
-                             mean_list_spearman, oof_model_a, predict_model_a, save_model_a, train_model_a,
-                             training_lists)
+from setrank.baselines import mean_list_spearman
+from setrank.deepset import (DeepSetRank, AttentionDiagnosticWarning, _diagnostic_warnings, _toy_featureset, build_vocab,
+                             encode_players, listmle_loss, load_model_a, save_model_a, training_lists)
+from setrank.model_a import attention_precision, oof_model_a, predict_model_a, train_model_a
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ def test_listmle_breaks_ties_at_random_reproducibly():
 
 _HASH_SCRIPT = r"""
 import json, numpy as np
-from setrank.model_a import build_vocab, encode_players
+from setrank.deepset import build_vocab, encode_players
 ids = sorted({f'player_{i}' for i in range(50)}, key=hash)          # an order that depends on the hash seed
 grid = np.array(ids + ['', '', '', '', 'rookie', '']).reshape(4, 14)  # the rookie is not in the vocabulary
 vocab = build_vocab(np.where(grid == 'rookie', '', grid))

@@ -78,7 +78,7 @@ def test_evaluate_recomputes_the_same_report(two_runs):
     assert strict_json(run/'eval_report.json')['results'] == before
 
 def test_missing_model_file_is_a_clear_error(two_runs, tmp_path):
-    from setrank.model_a import load_model_a
+    from setrank.deepset import load_model_a
     from setrank.model_b import load_model_b
     with pytest.raises(SetrankError, match='rf.joblib|model_b'):
         import shutil
