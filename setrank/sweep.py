@@ -4,215 +4,34 @@
 
 # %% ../nbs/13b_sweep.ipynb #c612e3e9
 from __future__ import annotations
-import copy, hashlib, io, json, math, multiprocessing, os, re, socket, sys, time, traceback, uuid, warnings
+import hashlib, io, json, math, multiprocessing, os, sys, time, traceback, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np, pandas as pd
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError, SweepConfig, check_name,
+from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError, SweepConfig,
                             config_yaml, deep_merge, flow_list, get_path, inside_folder, load_config, parse_yaml,
-                            read_yaml, round_trip_yaml, set_path, validate_config)
+                            read_yaml, round_trip_yaml, validate_config)
 from .files import atomic_write, json_ready, write_json, write_png
 from .evaluate import LOWER_IS_BETTER, markdown_table, metric_label
-from .pipeline import load_league, run_features, run_pipeline
+from .pipeline import load_league, run_features
+from .trials import (MAX_GRID, RunTrial, _optuna_experimental, batch_path, check_batch_id, check_space, combo_name,
+                            decode_params, default_storage, grid_size, make_sampler, masked_url, objective_direction,
+                            open_storage, pipeline_trial, retried_trial, retry_callback, search_grid, suggest_params,
+                            trial_config, worker_identity)
 
 # %% auto #0
-__all__ = ['MAX_GRID', 'RunTrial', 'REPORT_METRICS', 'MIN_TRIALS_FOR_IMPORTANCE', 'LOCK_MARK', 'objective_direction',
-           'decode_params', 'check_space', 'grid_values', 'search_grid', 'grid_size', 'suggest_params', 'combo_name',
-           'trial_config', 'pipeline_trial', 'check_batch_id', 'batch_path', 'default_storage', 'masked_url',
-           'retry_callback', 'retried_trial', 'open_storage', 'worker_identity', 'TrialSeededTPE', 'make_sampler',
-           'results_frame', 'best_row', 'sweep_summary', 'parameter_importances', 'write_batch_files', 'SweepResult',
-           'open_study', 'run_sweep', 'resolve_batch', 'read_batch', 'baseline_comparison', 'plot_history',
-           'importance_warning', 'analysis_markdown', 'write_analysis', 'run_report', 'analyze_batch', 'explain_combo',
-           'lock_best']
-
-# %% ../nbs/13b_sweep.ipynb #e7e5b79f
-def objective_direction(objective:str)->str:
-    "'minimize' for rank MAE, 'maximize' for the others; a `SetrankError` for an unknown objective."
-    if objective not in OBJECTIVES:
-        raise SetrankError(f'unknown sweep objective {objective!r}: choose one of {", ".join(OBJECTIVES)}')
-    return 'minimize' if objective in LOWER_IS_BETTER else 'maximize'
-
-# %% ../nbs/13b_sweep.ipynb #a8e61a40
-def _encode(choice)->Any:
-    "A categorical choice as Optuna stores it: lists and mappings as their JSON text."
-    return json.dumps(choice) if isinstance(choice, (list, dict)) else choice
-
-def _decode(value, spec:Optional[ParamSpace]):
-    "The config value behind an Optuna value of a parameter with space `spec`."
-    if spec is not None and isinstance(value, str):
-        for choice in spec.choices or []:
-            if _encode(choice) == value: return choice
-    return value
-
-def decode_params(params:dict, space:dict[str, ParamSpace])->dict:
-    "Optuna's stored parameters as config values, by dotted key (JSON text back to lists)."
-    return {k: _decode(v, space.get(k)) for k, v in params.items()}
-
-def check_space(space:dict[str, ParamSpace])->None:
-    "A `SetrankError` naming the key when the space cannot be swept (empty, a log range through zero)."
-    if not space: raise SetrankError('sweep.space is empty: name at least one config key to sweep (see `setrank config show`)')
-    for key, spec in space.items():
-        if spec.type != 'categorical' and spec.log and spec.low <= 0:
-            raise SetrankError(f'sweep.space.{key}: a log range needs low > 0 (got low={spec.low})')
-
-# %% ../nbs/13b_sweep.ipynb #f50aa004
-def grid_values(spec:ParamSpace)->list:
-    "The values `--method grid` tries for one parameter: its choices, each int of a short range, else low/middle/high."
-    if spec.choices: return list(spec.choices)
-    if spec.type == 'int':
-        lo, hi = int(spec.low), int(spec.high)
-        if hi - lo < 5: return list(range(lo, hi + 1))
-        return sorted({lo, round(math.sqrt(lo*hi)) if spec.log else (lo + hi)//2, hi})
-    lo, hi = float(spec.low), float(spec.high)
-    return sorted({lo, float(f'{math.sqrt(lo*hi) if spec.log else (lo + hi)/2:.3g}'), hi})
-
-def search_grid(space:dict[str, ParamSpace])->dict[str, list]:
-    "The grid `GridSampler` walks: every swept key with its (Optuna-encoded) grid values."
-    return {k: [_encode(v) for v in grid_values(spec)] for k, spec in space.items()}
-
-MAX_GRID = 100_000
-
-def grid_size(space:dict[str, ParamSpace])->int:
-    "The number of points of `search_grid(space)`."
-    return math.prod(len(v) for v in search_grid(space).values())
-
-# %% ../nbs/13b_sweep.ipynb #65e1609b
-def suggest_params(trial:optuna.trial.BaseTrial,     # the trial to ask
-                   space:dict[str, ParamSpace],       # `cfg.sweep.space`
-                   grid:Optional[dict[str, list]]=None, # `search_grid(space)` under `--method grid`
-                  )->dict:                             # dotted key -> config value
-    "Sample one value per swept key from `trial`, decoded to config values."
-    out = {}
-    for key, spec in space.items():
-        if grid is not None: value = trial.suggest_categorical(key, grid[key])
-        elif spec.type == 'int': value = trial.suggest_int(key, int(spec.low), int(spec.high), log=spec.log)
-        elif spec.type == 'float': value = trial.suggest_float(key, float(spec.low), float(spec.high), log=spec.log)
-        else: value = trial.suggest_categorical(key, [_encode(c) for c in spec.choices])
-        out[key] = _decode(value, spec)
-    return out
-
-# %% ../nbs/13b_sweep.ipynb #bac87fb2
-def combo_name(number:int)->str:
-    "The folder of Optuna trial `number` inside its batch: `combo_0007`."
-    return f'combo_{number:04d}'
-
-def trial_config(cfg:Config,                  # the batch's merged config
-                 params:dict,                 # dotted key -> value (from `suggest_params`)
-                 combo_dir:Union[str, Path],  # the combo folder
-                )->Config:
-    "The combo's full config: `cfg` with `params` applied and `paths.runs` pointing into `combo_dir`."
-    data = cfg.model_dump(mode='json')
-    for key, value in {**params, 'paths.runs': str(combo_dir)}.items(): set_path(data, key, value)
-    return validate_config(data, f'{Path(combo_dir).name} (swept values {params})')
-
-# %% ../nbs/13b_sweep.ipynb #cd0ebf2f
-RunTrial = Callable[[Config, Path], dict]
-
-def pipeline_trial(cfg:Config,   # the combo's config
-                   out_dir:Path, # the combo's outputs/ folder
-                  )->dict:       # {'validation': metrics, 'test': metrics}
-    "The real trial: the whole pipeline (`run_pipeline`) into `out_dir`."
-    result = run_pipeline(cfg, run_dir=out_dir, progress=False)
-    return dict(validation=result.validation, test=result.test)
-
-# %% ../nbs/13b_sweep.ipynb #913e18d9
-def check_batch_id(batch_id:str)->str:
-    "`batch_id` if it can name a folder and a study (letters, digits, `._-`), else a `SetrankError`."
-    return check_name(batch_id, 'batch id', 'optuna_10trial')
-
-def batch_path(batch_id:str, runs_root:Union[str, Path]='runs')->Path:
-    "The batch folder `runs_root/sweeps/<batch_id>`."
-    return Path(runs_root)/'sweeps'/check_batch_id(batch_id)
-
-def default_storage(batch_dir:Union[str, Path])->str:
-    "The SQLite URL of the batch's own `study.db`."
-    return f'sqlite:///{(Path(batch_dir)/"study.db").resolve()}'
-
-def masked_url(url:str)->str:
-    "`url` with any password replaced by `***`."
-    return re.sub(r'(://[^:/@]+):[^@/]*@', r'\1:***@', url)
-
-# %% ../nbs/13b_sweep.ipynb #a7834d1e
-@contextmanager
-def _optuna_experimental():
-    "Optuna marks its heartbeat helpers experimental (they have been there since 2.x): the warning is noise here."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-        yield
-
-def retry_callback(max_retries:int)->Callable[[optuna.Study, FrozenTrial], None]:
-    "Queue a WAITING copy of a dead or interrupted trial (same parameters and grid point, no setrank attributes)."
-    with _optuna_experimental(): retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
-    def queue_again(study:optuna.Study, trial:FrozenTrial)->None:
-        clean = copy.deepcopy(trial); clean.user_attrs = {}
-        retry(study, clean)
-    return queue_again
-
-def retried_trial(trial:FrozenTrial)->Optional[int]:
-    "The number of the trial that `trial` re-runs (its immediate predecessor), or None."
-    with _optuna_experimental(): history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
-    return history[-1] if history else None
-
-def open_storage(url:str,            # the study's database URL
-                 sweep:SweepConfig,  # heartbeat_s, grace_s and max_retries
-                )->optuna.storages.RDBStorage:
-    "The Optuna database at `url`, with heartbeats; a `SetrankError` naming the (masked) URL when it cannot be opened."
-    import sqlalchemy.exc
-    engine = {'connect_args': {'timeout': 60}} if url.startswith('sqlite') else {'pool_pre_ping': True}
-    for attempt in range(6):
-        try:
-            with _optuna_experimental():
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=sweep.heartbeat_s,
-                                                  grace_period=sweep.grace_s,
-                                                  heartbeat_stale_trial_callback=retry_callback(sweep.max_retries))
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:  # locked, or two workers creating the tables
-            if attempt == 5: raise SetrankError(f'cannot open the sweep storage {masked_url(url)}: {e.orig}') from None
-            time.sleep(0.5*(attempt + 1))
-        except ImportError as e:
-            raise SetrankError(f'sweep storage {masked_url(url)} needs a database driver: {e} '
-                               f'(for PostgreSQL: pip install psycopg2-binary)') from None
-        except sqlalchemy.exc.ArgumentError as e:
-            raise SetrankError(f'bad sweep storage URL {masked_url(url)}: {e}') from None
-
-# %% ../nbs/13b_sweep.ipynb #880a7447
-_WORKER_TOKEN = uuid.uuid4().hex[:12]   # drawn once per process (spawned workers import the module afresh)
-
-def worker_identity()->dict:
-    "This process as a trial's owner: host, pid and a token unique to this process."
-    return {'host': socket.gethostname(), 'pid': os.getpid(), 'token': _WORKER_TOKEN}
-
-# %% ../nbs/13b_sweep.ipynb #8a8e6c31
-class TrialSeededTPE(optuna.samplers.BaseSampler):
-    "Optuna's TPE sampler, seeded per trial by (`seed`, trial number)."
-    def __init__(self, seed:int, **tpe_kwargs): self.seed, self.tpe_kwargs, self._by_trial = seed, tpe_kwargs, {}
-    def _tpe(self, trial:FrozenTrial)->optuna.samplers.TPESampler:
-        if trial.number not in self._by_trial:
-            trial_seed = int(hashlib.sha256(f'{self.seed}:{trial.number}'.encode()).hexdigest()[:8], 16)
-            self._by_trial[trial.number] = optuna.samplers.TPESampler(seed=trial_seed, **self.tpe_kwargs)
-        return self._by_trial[trial.number]
-    def infer_relative_search_space(self, study, trial): return self._tpe(trial).infer_relative_search_space(study, trial)
-    def sample_relative(self, study, trial, search_space): return self._tpe(trial).sample_relative(study, trial, search_space)
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
-    def before_trial(self, study, trial): self._tpe(trial).before_trial(study, trial)
-    def after_trial(self, study, trial, state, values):
-        self._tpe(trial).after_trial(study, trial, state, values); self._by_trial.pop(trial.number, None)
-    def reseed_rng(self): pass
-
-def make_sampler(method:str, space:dict[str, ParamSpace], seed:int, n_trials:int)->optuna.samplers.BaseSampler:
-    "The batch's sampler: seeded TPE (random for the first third, at most 10, of the trials) or the seeded grid."
-    if method == 'grid': return optuna.samplers.GridSampler(search_grid(space), seed=seed)
-    if method != 'optuna': raise SetrankError(f'unknown sweep method {method!r}: choose optuna or grid')
-    return TrialSeededTPE(seed, n_startup_trials=max(2, min(10, n_trials//3)))
+__all__ = ['REPORT_METRICS', 'MIN_TRIALS_FOR_IMPORTANCE', 'LOCK_MARK', 'results_frame', 'best_row', 'sweep_summary',
+           'parameter_importances', 'write_batch_files', 'SweepResult', 'open_study', 'run_sweep', 'resolve_batch',
+           'read_batch', 'baseline_comparison', 'plot_history', 'importance_warning', 'analysis_markdown',
+           'write_analysis', 'run_report', 'analyze_batch', 'explain_combo', 'lock_best']
 
 # %% ../nbs/13b_sweep.ipynb #3deb5468
 def _number(v)->Optional[float]:
