@@ -7,62 +7,21 @@ from __future__ import annotations
 import hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 import numpy as np, pandas as pd
-from scipy import sparse
-from scipy.sparse import linalg as sparse_linalg
-from .config import FeatureSettings, SetrankError, TrainingConfig, parse_season
+from .config import FeatureSettings, SetrankError, TrainingConfig
 from .data import tables_fingerprint
 from .files import write_json
-from .targets import (to_game_date, day_number, require_columns, season_dates, as_of_grid, group_day_key, regular_games,
-                             attach_labels, final_win_pct)
+from .targets import to_game_date, day_number, season_dates, as_of_grid, regular_games, attach_labels, final_win_pct
+from .league import (ELO_MEAN, League, SortedLog, _TEAM_BOX, _div, _season_year, elo_ratings,
+                            fit_player_ratings, prepare_league, regress_elo, season_ratings, srs_by_as_of)
 
 # %% auto #0
-__all__ = ['FIXED_POINT', 'FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES',
-           'TEAM_WINDOW_FEATURES', 'ELO_MEAN', 'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'SortedLog', 'FeatureSchema',
-           'feature_schema', 'FeatureSet', 'League', 'prepare_league', 'regress_elo', 'elo_ratings', 'srs_by_as_of',
-           'fit_player_ratings', 'on_court_excess', 'SeasonRatings', 'season_ratings', 'team_rows', 'select_rosters',
-           'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff', 'schedule_features',
-           'future_minutes', 'game_results', 'compute_features', 'Standardizer', 'feature_code_hash', 'features_key',
-           'save_features', 'load_features', 'build_features']
-
-# %% ../nbs/04_features.ipynb #8d0eff94
-FIXED_POINT = 2**20
-
-class SortedLog:
-    "A game log sorted by (group, day) with cumulative sums, for windowed totals strictly before a day."
-    def __init__(self,
-                 group:np.ndarray,  # non-negative int group code per row (player, team, team-season ...)
-                 day:np.ndarray,    # day number per row (see `day_number`)
-                 sums:dict,         # name -> values to accumulate
-                 columns:Optional[dict]=None, # name -> values to carry along (read at a position)
-                ):
-        key = group_day_key(group, day)
-        order = np.argsort(key, kind='stable')
-        self.key, self.day = key[order], np.asarray(day, dtype='int64')[order]
-        self.cum = {k: np.concatenate([[0], np.cumsum(np.rint(np.asarray(v, dtype='float64')[order]*FIXED_POINT)
-                                                      .astype('int64'))]) for k, v in sums.items()}
-        self.columns = {k: np.asarray(v)[order] for k, v in (columns or {}).items()}
-
-    def _search(self, query:np.ndarray)->np.ndarray:
-        "searchsorted, with the queries sorted first (several times faster on a million random queries)."
-        if len(query) < 4096: return np.searchsorted(self.key, query, 'left')
-        order = np.argsort(query)        # equal queries get equal answers, so the sort need not be stable
-        out = np.empty(len(query), dtype='int64')
-        out[order] = np.searchsorted(self.key, query[order], 'left')
-        return out
-
-    def before(self, group, day)->np.ndarray:
-        "Position of the first row of `group` on or after `day`: rows before it are the group's games before `day`."
-        return self._search(group_day_key(group, day))
-
-    def start(self, group)->np.ndarray:
-        "Position of the group's first row."
-        return self._search(group_day_key(group, np.zeros(np.shape(group), dtype='int64')))
-
-    def total(self, name:str, lo:np.ndarray, hi:np.ndarray)->np.ndarray:
-        "Sum of `name` over rows [lo, hi)."
-        return (self.cum[name][hi] - self.cum[name][lo])/FIXED_POINT
+__all__ = ['FEATURE_CODE_VERSION', 'PLAYER_WINDOW_FEATURES', 'PLAYER_SEASON_FEATURES', 'TEAM_FEATURES', 'TEAM_WINDOW_FEATURES',
+           'FOUR_FACTOR_DEFAULTS', 'ROW_COLUMNS', 'FeatureSchema', 'feature_schema', 'FeatureSet', 'team_rows',
+           'select_rosters', 'player_features', 'prior_ratings', 'team_context', 'shrunk_point_diff',
+           'schedule_features', 'future_minutes', 'game_results', 'compute_features', 'Standardizer',
+           'feature_code_hash', 'features_key', 'save_features', 'load_features', 'build_features']
 
 # %% ../nbs/04_features.ipynb #d38e5c13
 FEATURE_CODE_VERSION = 'features-6'  # bump whenever a feature's definition changes: it is part of the cache key
@@ -122,265 +81,6 @@ class FeatureSet:
         return FeatureSet(self.rows.iloc[index].reset_index(drop=True), self.player_ids[index], self.player_x[index],
                           self.minutes[index], self.mask[index], self.schema,
                           None if self.future_minutes is None else self.future_minutes[index], self.games)
-
-# %% ../nbs/04_features.ipynb #35a3467b
-_PLAYER_COLUMNS = ['game_id', 'game_date', 'season', 'season_type', 'team_id', 'player_id', 'minutes', 'starter',
-                   'pts', 'fgm', 'fga', 'fg3m', 'fg3a', 'ftm', 'fta', 'oreb', 'dreb', 'reb', 'ast', 'stl', 'blk',
-                   'tov', 'plus_minus']
-_TEAM_BOX = ['fgm', 'fg3m', 'fga', 'fta', 'ftm', 'tov', 'oreb', 'dreb', 'minutes']
-
-def _season_year(season:pd.Series)->np.ndarray:
-    "Starting year of each season key."
-    codes, keys = pd.factorize(season)
-    return np.array([parse_season(k) for k in keys], dtype='int64')[codes]
-
-@dataclass
-class League:
-    "The tables in searchable form: codes, day numbers, season years, per-game team box totals."
-    teams: pd.DataFrame
-    team_games: pd.DataFrame     # all season types, with day, year, tcode, ocode
-    regular: pd.DataFrame        # regular-season team_games with box totals (own and opponent)
-    player_games: pd.DataFrame   # with day, year, pcode, tcode, per-game usage inputs and the team's margin
-    dnp: pd.DataFrame            # with day, pcode
-    player_ids: np.ndarray       # pcode -> player_id
-    team_ids: np.ndarray         # tcode -> team_id
-
-def prepare_league(tables:dict, # canonical tables: teams, team_games, player_games, optional player_dnp
-                  )->League:
-    "Check the tables' columns and add the codes, day numbers and per-game totals the features need."
-    for name in ['teams', 'team_games', 'player_games']:
-        if name not in tables: raise SetrankError(f'tables lacks {name!r}; it has {sorted(tables)}')
-    teams, tg, pg = tables['teams'], tables['team_games'], tables['player_games']
-    dnp = tables.get('player_dnp', pd.DataFrame(columns=['game_date', 'player_id']))
-    require_columns(teams, 'teams', ['team_id', 'abbreviation', 'conference'])
-    require_columns(tg, 'team_games', ['game_id', 'game_date', 'season', 'season_type', 'team_id', 'opponent_team_id',
-                                       'is_home', 'pts', 'opp_pts', 'win'])
-    require_columns(pg, 'player_games', _PLAYER_COLUMNS)
-    require_columns(dnp, 'player_dnp', ['game_date', 'player_id'])
-    team_ids = np.unique(np.concatenate([teams.team_id.to_numpy('int64'), tg.team_id.to_numpy('int64'),
-                                         tg.opponent_team_id.to_numpy('int64'), pg.team_id.to_numpy('int64')]))
-    player_ids = np.unique(np.concatenate([pg.player_id.to_numpy(str), dnp.player_id.to_numpy(str)]))
-
-    tg = tg[[c for c in tg.columns if c != 'source']].copy()
-    tg['game_date'] = to_game_date(tg.game_date).values
-    if 'neutral_site' not in tg: tg['neutral_site'] = False
-    tg['day'], tg['year'] = day_number(tg.game_date), _season_year(tg.season)
-    tg['tcode'], tg['ocode'] = np.searchsorted(team_ids, tg.team_id), np.searchsorted(team_ids, tg.opponent_team_id)
-
-    pg = pg[_PLAYER_COLUMNS].copy()
-    pg['game_date'] = to_game_date(pg.game_date).values
-    pg['day'], pg['year'] = day_number(pg.game_date), _season_year(pg.season)
-    pg['pcode'] = np.searchsorted(player_ids, pg.player_id.to_numpy(str))
-    pg['tcode'] = np.searchsorted(team_ids, pg.team_id.to_numpy('int64'))
-    pg['plus_minus_known'] = pg.plus_minus.notna().to_numpy(bool)
-    pg['plus_minus'] = pg.plus_minus.astype('Float64').fillna(0).astype('float64')
-    score = tg.drop_duplicates(['game_id', 'team_id']).set_index(['game_id', 'team_id'])
-    pg['team_margin'] = (score.pts - score.opp_pts).astype('float64').reindex(pd.MultiIndex.from_frame(pg[['game_id', 'team_id']])).to_numpy()
-    pg['starter'] = pg.starter.astype('float64')
-    box = pg.groupby(['game_id', 'team_id'], sort=False)[_TEAM_BOX].sum()
-    team_possessions = box.fga + 0.44*box.fta + box.tov
-    pg = pg.join(pd.DataFrame({'team_poss': team_possessions, 'team_minutes': box.minutes}), on=['game_id', 'team_id'])
-    pg['poss_used'] = pg.fga + 0.44*pg.fta + pg.tov
-    pg['poss_on_court'] = pg.team_poss*pg.minutes/(pg.team_minutes/5).where(pg.team_minutes > 0, 1.0)
-
-    box = box.reset_index()
-    opponent = box.rename(columns={c: f'opp_{c}' for c in _TEAM_BOX} | {'team_id': 'opponent_team_id'})
-    regular = tg[tg.season_type == 'regular'].merge(box, on=['game_id', 'team_id'], how='left')
-    regular = regular.merge(opponent, on=['game_id', 'opponent_team_id'], how='left')
-    box_columns = _TEAM_BOX + [f'opp_{c}' for c in _TEAM_BOX]
-    regular[box_columns] = regular[box_columns].fillna(0).astype('float64')
-
-    dnp = dnp[['game_date', 'player_id']].copy()
-    dnp['day'] = day_number(to_game_date(dnp.game_date)) if len(dnp) else np.zeros(0, 'int64')
-    dnp['pcode'] = np.searchsorted(player_ids, dnp.player_id.to_numpy(str))
-    return League(teams, tg, regular, pg, dnp, player_ids, team_ids)
-
-# %% ../nbs/04_features.ipynb #542dbbec
-ELO_MEAN = 1500.0   # the scale's centre (a definition, not a setting)
-
-def regress_elo(rating:np.ndarray, regression:float)->np.ndarray:
-    "Rating carried into a new season: `regression` of the way back to the mean (`training.features.elo_regression`)."
-    return (1 - regression)*rating + regression*ELO_MEAN
-
-def elo_ratings(team_games:pd.DataFrame,  # `League.team_games` (with day, year, tcode, ocode)
-                settings:FeatureSettings, # elo_k, elo_home, elo_regression
-               )->np.ndarray:
-    "Each team_games row's post-game Elo, aligned with `team_games`' rows."
-    tg = team_games.reset_index(drop=True)
-    first = tg.assign(_away=~tg.is_home.astype(bool)).sort_values(['day', 'game_id', '_away'], kind='stable')
-    games = first.drop_duplicates('game_id')
-    a, b = games.tcode.to_numpy(), games.ocode.to_numpy()
-    margin = (games.pts - games.opp_pts).to_numpy('float64')
-    home = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), settings.elo_home, -settings.elo_home))
-    year = games.year.to_numpy()
-    n_teams = int(max(a.max(), b.max())) + 1
-    rating, season = np.full(n_teams, ELO_MEAN), np.full(n_teams, -1)
-    post_a, post_b = np.empty(len(games)), np.empty(len(games))
-    for i in range(len(games)):
-        ta, tb, y = a[i], b[i], year[i]
-        if season[ta] != y:
-            if season[ta] >= 0: rating[ta] = regress_elo(rating[ta], settings.elo_regression)
-            season[ta] = y
-        if season[tb] != y:
-            if season[tb] >= 0: rating[tb] = regress_elo(rating[tb], settings.elo_regression)
-            season[tb] = y
-        diff = rating[ta] - rating[tb] + home[i]
-        expected = 1/(1 + 10**(-diff/400))
-        won = margin[i] > 0
-        multiplier = (abs(margin[i]) + 3)**0.8/(7.5 + 0.006*(diff if won else -diff))
-        delta = settings.elo_k*multiplier*(won - expected)
-        rating[ta] += delta; rating[tb] -= delta
-        post_a[i], post_b[i] = rating[ta], rating[tb]
-    post = pd.concat([pd.Series(post_a, index=games.game_id.to_numpy()).rename('a'),
-                      pd.Series(post_b, index=games.game_id.to_numpy()).rename('b')], axis=1)
-    side_a = games.set_index('game_id').tcode
-    is_a = tg.tcode.to_numpy() == side_a.reindex(tg.game_id).to_numpy()
-    return np.where(is_a, post.a.reindex(tg.game_id).to_numpy(), post.b.reindex(tg.game_id).to_numpy())
-
-# %% ../nbs/04_features.ipynb #ed9d3387
-def srs_by_as_of(regular:pd.DataFrame, # `League.regular` rows of one season
-               dates:np.ndarray,     # the season's sorted regular-season game dates
-               team_codes:np.ndarray, # the season's team codes (sorted)
-               ridge:float=2.0,      # `training.features.srs_ridge`
-              )->np.ndarray:
-    "(n_dates + 1, n_teams) SRS ratings at each cut (date index 0..n_dates) from games before the cut."
-    games = regular[regular.is_home.astype(bool) | regular.neutral_site.astype(bool)].drop_duplicates('game_id')
-    n_teams, n_cuts = len(team_codes), len(dates) + 1
-    m = n_teams + 1
-    x = np.zeros((len(games), m))
-    rows = np.arange(len(games))
-    x[rows, np.searchsorted(team_codes, games.tcode.to_numpy())] += 1.0
-    x[rows, np.searchsorted(team_codes, games.ocode.to_numpy())] -= 1.0
-    x[:, -1] = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), 1.0, -1.0))
-    y = (games.pts - games.opp_pts).to_numpy('float64')
-    cut = np.searchsorted(dates, games.game_date.to_numpy('datetime64[ns]')) + 1   # a game counts from the next cut
-    xtx, xty = np.zeros((n_cuts, m, m)), np.zeros((n_cuts, m))
-    np.add.at(xtx, cut, x[:, :, None]*x[:, None, :])
-    np.add.at(xty, cut, x*y[:, None])
-    xtx, xty = np.cumsum(xtx, 0), np.cumsum(xty, 0)
-    ratings = np.linalg.solve(xtx + ridge*np.eye(m), xty[..., None])[..., 0]
-    return ratings[:, :n_teams]
-
-# %% ../nbs/04_features.ipynb #754d8fdb
-def fit_player_ratings(league:League, # prepared tables
-                       year:int,      # the season (starting year) to fit on
-                       ridge:float=20.0, # `training.features.prior_season_ridge`
-                      )->np.ndarray:
-    "Ridge rating (margin per 48 minutes vs average) per player code from season `year`'s games; NaN if absent."
-    out = np.full(len(league.player_ids), np.nan)
-    tg = league.team_games[(league.team_games.year == year) & league.team_games.season_type.isin(['regular', 'playoffs'])]
-    games = tg[tg.is_home.astype(bool) | tg.neutral_site.astype(bool)].drop_duplicates('game_id')
-    if games.empty: return out
-    pg = league.player_games
-    pg = pg[(pg.year.to_numpy() == year) & (pg.minutes.to_numpy() > 0)]
-    row = pd.Index(games.game_id).get_indexer(pg.game_id)
-    pg, row = pg[row >= 0], row[row >= 0]
-    home_code = games.tcode.to_numpy()[row]
-    sign = np.where(pg.tcode.to_numpy() == home_code, 1.0, -1.0)
-    players, col = np.unique(pg.pcode.to_numpy(), return_inverse=True)
-    x = sparse.csr_matrix((sign*pg.minutes.to_numpy()/48.0, (row, col)), shape=(len(games), len(players)))
-    home = np.where(games.neutral_site.astype(bool), 0.0, np.where(games.is_home.astype(bool), 1.0, -1.0))
-    x = sparse.hstack([x, sparse.csr_matrix(home[:, None])]).tocsr()
-    y = (games.pts - games.opp_pts).to_numpy('float64')
-    a = (x.T @ x + ridge*sparse.identity(x.shape[1])).tocsc()
-    coef = sparse_linalg.spsolve(a, x.T @ y)      # sparse and single-threaded: teammates and opponents only
-    out[players] = coef[:-1]
-    return out
-
-# %% ../nbs/04_features.ipynb #f8a1fd2f
-def _div(num, den, default):
-    "num/den where den > 0, else `default`."
-    return np.where(den > 0, num/np.where(den > 0, den, 1.0), default)
-
-def on_court_excess(league:League,        # prepared tables
-                    year:int,             # the season (starting year)
-                    types:Sequence[str],  # season types counted, e.g. ['regular']
-                    days:np.ndarray,      # (S,) snapshot days, increasing: snapshot j counts the games with day < days[j]
-                    shrink_minutes:float, # minutes of shrinkage toward 0 (0: the plain rate; 0 for a player without minutes)
-                   )->np.ndarray:         # (S, players) points per 48 minutes
-    "Each player's on-court plus-minus beyond his team's margin in the games before each snapshot, per 48 minutes, shrunk."
-    pg = league.player_games
-    pg = pg[(pg.year.to_numpy() == year) & pg.season_type.isin(types).to_numpy() & (pg.minutes.to_numpy() > 0)]
-    whole = pg.plus_minus_known.groupby([pg.game_id, pg.tcode]).transform('all').to_numpy(bool)  # every player's known
-    pg = pg[whole & np.isfinite(pg.team_margin.to_numpy())]
-    minutes = pg.minutes.to_numpy('float64')
-    excess = pg.plus_minus.to_numpy('float64') - 5*minutes/pg.team_minutes.to_numpy('float64')*pg.team_margin.to_numpy()
-    k = np.searchsorted(np.asarray(days), pg.day.to_numpy(), 'right')    # the first snapshot that sees the game
-    keep, code = k < len(days), pg.pcode.to_numpy()
-    sums = np.zeros((2, len(days), len(league.player_ids)))
-    np.add.at(sums[0], (k[keep], code[keep]), excess[keep])
-    np.add.at(sums[1], (k[keep], code[keep]), minutes[keep])
-    total, played = sums.cumsum(1)
-    return _div(48*total, played + shrink_minutes, 0.0)
-
-# %% ../nbs/04_features.ipynb #e96deb38
-def _season_design(league:League, year:int, types:Sequence[str]):
-    "Day, signed minutes design (games, players), home flag and margin of season `year`'s games, ordered by day."
-    tg = league.team_games[(league.team_games.year == year) & league.team_games.season_type.isin(types)]
-    games = tg[tg.is_home.astype(bool) | tg.neutral_site.astype(bool)].drop_duplicates('game_id')
-    games = games.sort_values(['day', 'game_id'], kind='stable')
-    pg = league.player_games
-    pg = pg[(pg.year.to_numpy() == year) & (pg.minutes.to_numpy() > 0)]
-    row = pd.Index(games.game_id).get_indexer(pg.game_id)
-    pg, row = pg[row >= 0], row[row >= 0]
-    sign = np.where(pg.tcode.to_numpy() == games.tcode.to_numpy()[row], 1.0, -1.0)
-    x = sparse.csr_matrix((sign*pg.minutes.to_numpy()/48.0, (row, pg.pcode.to_numpy())),
-                          shape=(len(games), len(league.player_ids)))
-    home = np.where(games.neutral_site.astype(bool), 0.0, 1.0)
-    return games.day.to_numpy(), x, home, (games.pts - games.opp_pts).to_numpy('float64')
-
-def _ridge_to_prior(x, home, y, prior, lam):
-    "Used player codes and the solution of min ‖y − Xb − h·home‖² + λ‖b − prior‖² (small ridge on h)."
-    used = np.unique(x.indices)
-    design = np.hstack([x[:, used].toarray(), home[:, None]])
-    reg = np.append(np.full(len(used), lam), 1.0)
-    return used, design, reg, np.append(prior[used], 0.0)
-
-@dataclass
-class SeasonRatings:
-    "Player ratings of one season at each snapshot day: `ratings[j]` uses games with day < `days[j]`."
-    days: np.ndarray       # (S,) snapshot day numbers, increasing
-    ratings: np.ndarray    # (S, players) rating per player code
-    prior: np.ndarray      # (players,) the rating before the season's first game
-
-    def at(self, pcode:np.ndarray, day:np.ndarray)->np.ndarray:
-        "Rating of each player at each cut day: the latest snapshot at or before the day (the prior before any)."
-        k = np.searchsorted(self.days, day, 'right') - 1
-        return np.where(k >= 0, self.ratings[np.maximum(k, 0), pcode], self.prior[pcode])
-
-def season_ratings(league:League,               # prepared tables
-                   years:Sequence[int],          # seasons (starting years) to rate, in order
-                   settings:FeatureSettings,     # rating_prior_ridge (λ, in full games of (48 min)²), rating_carry, unknown_rating
-                  )->dict[int, SeasonRatings]:
-    "In-season ridge ratings shrunk toward a prior chained over the seasons, plus the on-court term (see above), per game day."
-    n, lam, carry, unknown = len(league.player_ids), settings.rating_prior_ridge, settings.rating_carry, settings.unknown_rating
-    on_court = lambda year, types, days: settings.on_court_weight*on_court_excess(league, year, types, days,
-                                                                                  settings.on_court_shrink_minutes)
-    prior, out = np.full(n, unknown), {}
-    for year in sorted(years):
-        day, x, home, y = _season_design(league, year, ['regular'])
-        used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
-        days = np.append(np.unique(day), day.max() + 1) if len(day) else np.zeros(0, 'int64')
-        inverse, rhs = np.diag(1/reg), reg*mean      # inverse of the normal matrix, updated day by day
-        ratings, lo = np.repeat(prior[None], len(days), 0), 0
-        for j, d in enumerate(days):
-            hi = np.searchsorted(day, d, 'left')       # games before the snapshot day
-            if hi > lo:                                # Woodbury: a day's games are a low-rank update
-                block = design[lo:hi]
-                v = inverse @ block.T
-                inverse -= v @ np.linalg.solve(np.eye(hi - lo) + block @ v, v.T)
-                rhs += block.T @ y[lo:hi]; lo = hi
-            ratings[j, used] = (inverse @ rhs)[:-1]
-        if settings.on_court_weight: ratings += on_court(year, ['regular'], days)
-        out[year] = SeasonRatings(days, ratings, prior.copy())
-        day, x, home, y = _season_design(league, year, ['regular', 'playoffs'])   # the season's last word
-        final = prior.copy()
-        if len(day):
-            used, design, reg, mean = _ridge_to_prior(x, home, y, prior, lam)
-            final[used] = np.linalg.solve(design.T @ design + np.diag(reg), design.T @ y + reg*mean)[:-1]
-            if settings.on_court_weight: final += on_court(year, ['regular', 'playoffs'], np.array([day.max() + 1]))[0]
-        prior = carry*final + (1 - carry)*unknown
-    return out
 
 # %% ../nbs/04_features.ipynb #57e38ee7
 def team_rows(league:League,      # prepared tables
@@ -724,10 +424,10 @@ class Standardizer:
 
 # %% ../nbs/04_features.ipynb #331723ed
 def feature_code_hash()->str:
-    "12 hex digits over the source of the modules that compute features (`targets`, `features`)."
+    "12 hex digits over the source of the modules that compute features (`targets`, `league`, `features`)."
     import importlib.resources
     h = hashlib.sha256()
-    for name in ('targets.py', 'features.py'): h.update((importlib.resources.files('setrank')/name).read_bytes())
+    for name in ('targets.py', 'league.py', 'features.py'): h.update((importlib.resources.files('setrank')/name).read_bytes())
     return h.hexdigest()[:12]
 
 def features_key(data_fingerprint:str,   # fingerprint of the data (`setrank.data.tables_fingerprint`)
