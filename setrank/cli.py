@@ -84,7 +84,7 @@ def _data_import(args)->int:
     return 0
 
 def _data_fetch(args)->int:
-    from setrank.data import fetch_seasons
+    from setrank.nba_stats import fetch_seasons
     cache = Path(load_config(args.config).paths.cache)/'nba_api'
     print(fetch_seasons(args.seasons, _db(args), cache_dir=cache, refresh=args.refresh, schedule=not args.no_schedule))
     return 0

@@ -9,8 +9,8 @@ import setrank.data as data
 from setrank import synthetic
 from setrank.config import SetrankError
 from setrank.data import (SCHEMA, PLAY_IN_CUP_TABLE, import_folder, load_tables, data_fingerprint, store_info,
-                          write_store, tables_fingerprint, game_log_frame, tables_from_game_logs, validate_tables,
-                          fetch_seasons, cache_path)
+                          write_store, tables_fingerprint, validate_tables)
+from setrank.nba_stats import game_log_frame, tables_from_game_logs, fetch_seasons, cache_path
 
 FIXTURES = Path(__file__).parent/'fixtures'/'nba_api'
 

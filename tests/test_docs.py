@@ -290,9 +290,9 @@ def test_every_page_in_a_browser_links_no_placeholder_and_raises_no_error(site, 
     assert not problems, f'console errors or failed requests: {dict(list(problems.items())[:3])}'
 
 def test_formulas_are_typeset_as_math(site, browser, tmp_path):
-    "The LaTeX in the attention and Model A pages comes out as MathJax's math, not as raw `$...$` text."
+    "The LaTeX in the attention and Deep Set (ListMLE) pages comes out as MathJax's math, not as raw `$...$` text."
     out, _ = site
-    for name, raw in [('attention.html', '\\frac{\\gamma}'), ('model_a.html', '\\mathcal L')]:
+    for name, raw in [('attention.html', '\\frac{\\gamma}'), ('deepset.html', '\\mathcal L')]:
         page, errors = _open(browser, out/name)
         assert page.locator('.MathJax').count() > 0, f'{name}: no typeset formula'
         assert raw not in page.inner_text('article'), f'{name} shows raw LaTeX {raw!r}'

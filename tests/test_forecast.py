@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 from setrank.config import SetrankError, TrainingConfig
-from setrank.data import import_folder, schedule_from_league_schedule, load_tables, write_store, SCHEDULE_SCHEMA
+from setrank.data import import_folder, load_tables, write_store, SCHEDULE_SCHEMA
+from setrank.nba_stats import schedule_from_league_schedule
 from setrank.forecast import tables_before, write_folder, forecast_season, run_strength, forecast_document, forecast_markdown
 from setrank.simulate import (season_state, remaining_schedule, match_ratings, conference_standings, play_in, tiebreak_order,
                               SeasonState, RemainingSchedule)
@@ -67,7 +68,7 @@ def test_nba_api_schedule_fixture_maps_to_the_canonical_table():
 
 def test_fetched_schedule_against_box_scores_finds_the_games_left():
     "The fixture's schedule and the LeagueGameLog fixtures number games the same way: the two played games are matched."
-    from setrank.data import tables_from_game_logs, game_log_frame
+    from setrank.nba_stats import tables_from_game_logs, game_log_frame
     from setrank.targets import unplayed_games
     logs = {k: json.loads((FIXTURES/f'leaguegamelog_2023-24_regular_{k}.json').read_text()) for k in ('team', 'player')}
     tables = tables_from_game_logs(game_log_frame(logs['team']), game_log_frame(logs['player']))
