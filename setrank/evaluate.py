@@ -18,7 +18,8 @@ from .files import atomic_write, read_json, write_json, write_png
 from .targets import LABELS, horizon_index, horizon_label, horizon_rows
 from .baselines import (BASELINES, _NEEDS_PREVIOUS_SEASON, kendall_b, ndcg_at_k, random_metrics, rank_mae,
                                spearman)
-from .predict import MODEL_NAMES, file_sha256
+from .predict import MODEL_NAMES
+from .files import file_sha256
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'RANDOM', 'METHODS', 'rank_metrics', 'random_expectations', 'metric_label', 'championship_brier',

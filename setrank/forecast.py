@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 from .config import Config, SetrankError, parse_season
 from .files import atomic_write, write_json, write_png
 from .targets import regular_games, to_game_date, in_progress_seasons
-from .predict import bracket_size
+from .odds import bracket_size
 from .simulate import (REGRESSION_GAMES, SeasonState, season_state, RemainingSchedule, games_after, remaining_schedule,
                               win_probability, GameModel, fit_game_model, match_ratings, regressed_point_diff,
                               best_regression_games, margin_spread, simulate_head_to_head, has_play_in,

@@ -116,7 +116,7 @@ def playoff_scores(rows,                    # FeatureSet rows: season, as_of, da
                    horizons,                # `cfg.training.horizons`: the cuts that get a value
                   )->np.ndarray:            # (rows,) expected playoff series won, NaN off the horizon cuts
     "Expected playoff series won at each horizon cut: the real seeds (standings) at the end of the regular season."
-    from setrank.predict import expected_series_won
+    from setrank.odds import expected_series_won
     s, out = np.asarray(scores, dtype=np.float64), np.full(len(rows), np.nan)
     frame = rows[['season', 'as_of', 'date_index', 'n_dates', 'conference', 'win_pct']].reset_index(drop=True)
     for h in horizons:
@@ -301,7 +301,8 @@ def write_run_predictions(run_dir:Path,        # the run folder
                           split,               # the run's seasons
                          )->tuple[list[Path], Any]: # the predictions files, and the calibrated game model
     "One predictions file per evaluated horizon of the test season, title odds from a game model fitted on validation."
-    from setrank.predict import build_predictions, write_predictions, game_score_diffs, calibrate_scale, OddsCalibration, predictions_file_name
+    from setrank.predict import build_predictions, write_predictions, predictions_file_name
+    from setrank.odds import game_score_diffs, calibrate_scale, OddsCalibration
     diffs = game_score_diffs(tables['team_games'], validation.rename(columns={'ensemble': 'score'})[['season', 'as_of', 'team_id', 'score']])
     win = calibrate_scale(diffs.score_diff.to_numpy(), diffs.win.to_numpy(), diffs.home.to_numpy())
     calibration = OddsCalibration(scale=win.scale, home_advantage=win.home_advantage, fitted_on=list(split.validation))

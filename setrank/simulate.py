@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 from scipy.special import expit
 from .config import SetrankError, parse_season
 from .targets import regular_games, in_progress_seasons, unplayed_games, full_season_games
-from .predict import WinCalibration, calibrate_scale, game_score_diffs, bracket_order, _play_series
+from .odds import WinCalibration, calibrate_scale, game_score_diffs, bracket_order, _play_series
 
 # %% auto #0
 __all__ = ['DIVISION_GAMES', 'CONFERENCE_GAMES', 'OTHER_CONFERENCE_GAMES', 'REGRESSION_GAMES', 'PLAY_IN_FIRST_SEASON',

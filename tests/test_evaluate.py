@@ -9,7 +9,8 @@ from setrank.config import OutputConfig, SetrankError
 from setrank.evaluate import (METHODS, RANDOM, ablation_table, describe_method, baseline_scores, bootstrap_ci, championship_brier,
                               championship_log_loss, eval_report_markdown, evaluate_run, horizon_rows,
                               paired_delta_ci, plot_rank_scatter, plot_title_odds, rank_metrics, write_eval_report)
-from setrank.predict import MODEL_NAMES, OddsCalibration, build_predictions, write_predictions
+from setrank.predict import MODEL_NAMES, build_predictions, write_predictions
+from setrank.odds import OddsCalibration
 from setrank.targets import horizon_index
 
 HORIZONS = (0.25, 0.5, 0.75, 1.0)

@@ -9,9 +9,9 @@ from scipy.special import expit
 
 from setrank.config import OutputConfig, SetrankError
 from setrank.files import read_json
-from setrank.predict import (OddsCalibration, build_predictions, calibrate_scale, calibrate_temperature,
-                             championship_odds, game_score_diffs, playoff_seeds, primary_contributors,
-                             simulate_championship, softmax_odds, write_predictions)
+from setrank.predict import build_predictions, primary_contributors, write_predictions
+from setrank.odds import (OddsCalibration, calibrate_scale, calibrate_temperature, championship_odds, game_score_diffs,
+                          playoff_seeds, simulate_championship, softmax_odds)
 
 CONF = np.array(['East']*15 + ['West']*15)
 
