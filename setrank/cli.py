@@ -45,7 +45,7 @@ def _check_seasons(cfg, tests:Optional[list]=None)->None:
     "Fail fast: the seasons the config (or `tests`, a backtest's) names are in the data, before any feature is built."
     from setrank.config import parse_season, resolve_seasons
     from setrank.data import store_info
-    from setrank.pipeline import data_store
+    from setrank.runs import data_store
     info = store_info(data_store(cfg))
     available = sorted(info.loc[info.season_type == 'regular', 'season'].unique(), key=parse_season)
     for test in tests or [None]:
@@ -202,7 +202,8 @@ def _train_a(args)->int:
     return 0
 
 def _evaluate(args)->int:
-    from setrank.pipeline import evaluate_run_dir, latest_run_dir
+    from setrank.pipeline import evaluate_run_dir
+    from setrank.runs import latest_run_dir
     runs = load_config(args.config).paths.runs
     run = Path(args.run) if args.run else None
     if run is not None and not run.exists() and len(run.parts) == 1: run = Path(runs)/run   # a run's name: runs/<name>

@@ -4,158 +4,22 @@
 
 # %% ../nbs/13_pipeline.ipynb #b88e2a29
 from __future__ import annotations
-import hashlib, json, os, re, shutil, tempfile, time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import hashlib, json, os, shutil, tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 import numpy as np
-import setrank
-from .config import OBJECTIVES, Config, SetrankError, config_hash, config_yaml
+from .config import Config, SetrankError
 from .files import atomic_write, read_json, write_json
 from .targets import LABELS, horizon_label, horizon_rows
+from .runs import (StageTimer, code_version, headline_metrics, load_league, new_run_dir, playoff_scores, run_features,
+                          write_manifest, write_run_header)
 
 # %% auto #0
-__all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'code_version', 'new_run_dir', 'latest_run_dir', 'StageTimer',
-           'write_run_header', 'write_manifest', 'synthetic_store_path', 'data_store', 'load_league', 'run_features',
-           'playoff_scores', 'headline_metrics', 'RunPlan', 'plan_run', 'FoldModels', 'out_of_fold_scores',
-           'TestScores', 'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores',
-           'write_in_progress_report', 'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir',
-           'backtest', 'pooled_report', 'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
-
-# %% ../nbs/13_pipeline.ipynb #461ec789
-def code_version(lib:Union[str, Path, None]=None, # the package folder (default: the installed setrank)
-                )->str:
-    "`<version>+<12 hex of the sha256 over the package's *.py>`: changes whenever any library source changes."
-    h = hashlib.sha256()
-    for f in sorted(Path(lib or Path(setrank.__file__).parent).glob('*.py')):
-        if f.name == '_modidx.py': continue
-        h.update(f.name.encode()); h.update(f.read_bytes())
-    return f'{setrank.__version__}+{h.hexdigest()[:12]}'
-
-# %% ../nbs/13_pipeline.ipynb #bcc57da6
-def new_run_dir(runs_root:Union[str, Path])->Path:
-    "Create and return the next free `runs_root/run_NNN`."
-    root = Path(runs_root); root.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r'run_(\d+)', p.name))]
-    n = max(taken, default=0) + 1
-    while True:
-        path = root/f'run_{n:03d}'
-        try: path.mkdir(); return path
-        except FileExistsError: n += 1
-
-def latest_run_dir(runs_root:Union[str, Path])->Path:
-    "The most recent `run_NNN` under `runs_root` (a `SetrankError` when there is none)."
-    root = Path(runs_root)
-    runs = sorted((int(m.group(1)), p) for p in (root.iterdir() if root.exists() else [])
-                  if (m := re.fullmatch(r'run_(\d+)', p.name)))
-    if not runs: raise SetrankError(f'no runs in {root}: start one with `setrank run`')
-    return runs[-1][1]
-
-# %% ../nbs/13_pipeline.ipynb #70b8ecfa
-class StageTimer:
-    "Collects wall-clock seconds per named stage: `with timer('features'): ...`."
-    def __init__(self): self.seconds: dict[str, float] = {}
-    @contextmanager
-    def __call__(self, name:str):
-        start = time.perf_counter()
-        try: yield
-        finally: self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
-
-# %% ../nbs/13_pipeline.ipynb #8a07dca3
-def write_run_header(run_dir:Path, cfg:Config)->None:
-    "Write the fully merged `config.yaml` into `run_dir`."
-    atomic_write(Path(run_dir)/'config.yaml', config_yaml(cfg))
-
-def write_manifest(run_dir:Path, cfg:Config, data_fingerprint:str, timings:dict, **extra)->Path:
-    "Write `manifest.json`: what data, code, config and seed produced this run, and how long each stage took."
-    manifest = dict(run_id=Path(run_dir).name, setrank_version=setrank.__version__, code_version=code_version(),
-                    config_hash=config_hash(cfg), seed=cfg.repro.seed, data_source=cfg.data.source,
-                    data_fingerprint=data_fingerprint, stage_seconds=timings, **extra)
-    return write_json(Path(run_dir)/'manifest.json', manifest)
-
-# %% ../nbs/13_pipeline.ipynb #af34576d
-def synthetic_store_path(cfg:Config)->Path:
-    "The cached store of the synthetic league for `cfg.data`'s seasons and seed."
-    return Path(cfg.paths.cache)/f'synthetic_{cfg.data.synth_seasons}s_seed{cfg.data.synth_seed}.duckdb'
-
-def data_store(cfg:Config, progress:bool=False)->Path:
-    "The store a run reads: the user's (`db`) or the synthetic league's, simulating it first if needed."
-    from setrank.data import write_store
-    if cfg.data.source == 'db':
-        db = Path(cfg.paths.db)
-        if not db.exists():
-            raise SetrankError(f'no data store at {db}: import data first (`setrank data import PATH`, '
-                               f'`setrank data fetch --seasons A:B`) or run on the synthetic league (`--data synthetic`)')
-        return db
-    db = synthetic_store_path(cfg)
-    if not db.exists():
-        from setrank.synthetic import synth_league
-        if progress: print(f'building the synthetic league ({cfg.data.synth_seasons} seasons, seed {cfg.data.synth_seed}) into {db}')
-        write_store(synth_league(n_seasons=cfg.data.synth_seasons, seed=cfg.data.synth_seed), db,
-                    source=f'synthetic league ({cfg.data.synth_seasons} seasons, seed {cfg.data.synth_seed})')
-    return db
-
-def load_league(cfg:Config, progress:bool=False)->tuple[dict, str]:
-    "The canonical tables a run uses and their data fingerprint."
-    from setrank.data import load_tables, data_fingerprint
-    db = data_store(cfg, progress)
-    return load_tables(db), data_fingerprint(db)
-
-# %% ../nbs/13_pipeline.ipynb #74d2f34e
-def run_features(cfg:Config, tables:dict, fingerprint:str):
-    "The FeatureSet for `tables` under `cfg.training`, from the cache when it is there."
-    from setrank.features import build_features
-    return build_features(tables, cfg.training, data_fingerprint=fingerprint, cache_dir=Path(cfg.paths.cache)/'features')
-
-# %% ../nbs/13_pipeline.ipynb #b31243c3
-def playoff_scores(rows,                    # FeatureSet rows: season, as_of, date_index, n_dates, conference, win_pct
-                   scores:np.ndarray,       # (rows,) strength scores aligned with `rows`
-                   scale:float,             # game model: logit per unit of score difference (`calibrate_scale`)
-                   home_advantage:float,    # game model: logit of the home court
-                   horizons,                # `cfg.training.horizons`: the cuts that get a value
-                  )->np.ndarray:            # (rows,) expected playoff series won, NaN off the horizon cuts
-    "Expected playoff series won at each horizon cut: the real seeds (standings) at the end of the regular season."
-    from setrank.odds import expected_series_won
-    s, out = np.asarray(scores, dtype=np.float64), np.full(len(rows), np.nan)
-    frame = rows[['season', 'as_of', 'date_index', 'n_dates', 'conference', 'win_pct']].reset_index(drop=True)
-    for h in horizons:
-        at = horizon_rows(frame, h)
-        for _, g in at.groupby(['season', 'as_of'], sort=False):
-            i = g.index.to_numpy()
-            if not np.isfinite(s[i]).all(): continue
-            key = s[i]
-            if (g.date_index == g.n_dates).all():            # the standings seed the real bracket
-                order = np.lexsort((-s[i], -g.win_pct.to_numpy(np.float64)))
-                key = np.empty(len(i)); key[order] = -np.arange(len(i), dtype=np.float64)
-            out[i] = expected_series_won(s[i], g.conference.to_numpy(), scale, home_advantage, seed_key=key)
-    return out
-
-# %% ../nbs/13_pipeline.ipynb #7c89d20a
-def headline_metrics(rows, scores:np.ndarray, target:str, horizons, seasons,
-                     playoff:Optional[np.ndarray]=None, # expected series won (`playoff_scores`) for playoff_spearman
-                    )->dict:
-    "Mean over `seasons` of the headline metrics of `scores` (aligned with `rows`); NaN-free where defined."
-    from setrank.baselines import spearman, ndcg_at_k, rank_mae
-    label, out = LABELS[target], {k: [] for k in OBJECTIVES}
-    inside = [h for h in horizons if h < 1] if target == 'rest_of_season' else list(horizons)
-    rows = rows.assign(_score=np.asarray(scores, dtype=np.float64),
-                       _playoff=np.asarray(scores if playoff is None else playoff, dtype=np.float64))
-    for season in seasons:
-        per = {k: [] for k in ('spearman', 'ndcg_at_8', 'rank_mae')}
-        for h in inside:
-            at = horizon_rows(rows, h, [season])
-            ok = at[label].notna() & at._score.notna()
-            if ok.sum() < 4: continue
-            s, y = at._score[ok].to_numpy(), at[label][ok].to_numpy(np.float64)
-            per['spearman'].append(spearman(s, y)); per['ndcg_at_8'].append(ndcg_at_k(s, y, 8)); per['rank_mae'].append(rank_mae(s, y))
-        for k, v in per.items():
-            if v: out[k].append(float(np.mean(v)))
-        end = horizon_rows(rows, 1.0, [season])
-        po = end[(end.y_playoff_outcome >= 0) & end._playoff.notna()]
-        if len(po) >= 4 and po.y_playoff_outcome.nunique() > 1:
-            out['playoff_spearman'].append(spearman(po._playoff.to_numpy(), po.y_playoff_outcome.to_numpy(np.float64)))
-    return {k: (round(float(np.mean(v)), 6) if v else None) for k, v in out.items()}
+__all__ = ['SCORE_COLUMNS', 'HEADLINE', 'OWN_FEATURES', 'RunPlan', 'plan_run', 'FoldModels', 'out_of_fold_scores', 'TestScores',
+           'base_scores', 'fit_final_models', 'write_run_predictions', 'evaluate_scores', 'write_in_progress_report',
+           'RunResult', 'run_pipeline', 'train_a', 'open_run', 'evaluate_run_dir', 'backtest', 'pooled_report',
+           'format_headline', 'format_backtest', 'RunArtifacts', 'load_run']
 
 # %% ../nbs/13_pipeline.ipynb #46e538c7
 @dataclass
