@@ -17,7 +17,7 @@ def fake_metrics(cfg:Config)->tuple[dict, dict]:
     return metrics(rho), metrics(1.3 - rho)   # the test metric runs against the validation one: choosing on it shows
 
 def fake_trial(cfg:Config, out_dir:Path, delay_s:float=0.0)->dict:
-    """A stand-in for `setrank.sweep.pipeline_trial`: the metrics of `fake_metrics`, an `eval_report.json` shaped like
+    """A stand-in for `setrank.trials.pipeline_trial`: the metrics of `fake_metrics`, an `eval_report.json` shaped like
     the pipeline's, and one line `host pid` appended to `runs.txt` each time the combo runs (so a test sees re-runs)."""
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir/'runs.txt', 'a') as f: f.write(f'{socket.gethostname()} {os.getpid()}\n')
