@@ -138,7 +138,7 @@ def _add_data(sub):
 # %% ../nbs/14_cli.ipynb #7fd653d4
 def _features_build(args)->int:
     import time
-    from setrank.pipeline import load_league, run_features
+    from setrank.runs import load_league, run_features
     cfg = _cfg(args)
     start = time.perf_counter()
     tables, fingerprint = load_league(cfg, progress=True)
@@ -154,7 +154,7 @@ def _features_build(args)->int:
     return 0
 
 def _baselines(args)->int:
-    from setrank.pipeline import load_league, run_features
+    from setrank.runs import load_league, run_features
     from setrank.baselines import baselines_table, format_baselines_table
     cfg = _cfg(args)
     tables, fingerprint = load_league(cfg, progress=True)

@@ -453,7 +453,8 @@ def forecast_command(cfg:Config,            # the merged config (data source, pa
                      out_dir=None,          # default: paths.runs/forecast_<season>_<date>
                     )->tuple[Path, Forecast]:
     "Forecast the rest of a season: strengths from a run, the games left simulated, forecast.json/.md/.png written."
-    from setrank.pipeline import load_league, run_pipeline
+    from setrank.runs import load_league
+    from setrank.pipeline import run_pipeline
     say = print if progress else (lambda *a: None)
     tables, fingerprint = load_league(cfg, progress)
     season, as_of = resolve_as_of(tables, as_of)
@@ -640,7 +641,7 @@ def forecast_backtest(cfg:Config,               # the backtest's config (data so
                       progress:bool=True,
                      )->tuple[Path, pd.DataFrame]:
     "Score setrank's and the baselines' forecasts from each date of each test season; writes forecast_backtest.csv/.md."
-    from setrank.pipeline import load_league, run_features
+    from setrank.runs import load_league, run_features
     seasons = list(seasons)
     bt = Path(backtest_dir) if backtest_dir is not None else Path(cfg.paths.runs)/f'backtest_{seasons[0]}_{seasons[-1]}'
     _check_backtest_folder(bt, seasons)

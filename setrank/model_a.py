@@ -15,9 +15,8 @@ from .features import FeatureSet
 from .baselines import mean_list_spearman
 from .targets import LABELS
 from .deepset import (DeepSetRank, ModelAInputs, ModelAOutput, attention_diagnostics, _diagnostic_warnings, build_vocab,
-                             deterministic, feature_schema_dict, fit_standardizer, listmle_loss, model_inputs, resolve_device,
-                             save_model_a, torch_threads, training_lists)
-from .deepset import load_model_a   # Model A's checkpoints load from here too, as they always have
+                             deterministic, feature_schema_dict, fit_standardizer, listmle_loss, load_model_a, model_inputs,
+                             resolve_device, save_model_a, torch_threads, training_lists)   # load_model_a: also offered here
 
 # %% auto #0
 __all__ = ['logger', 'FROZEN_PARTS', 'GamePairs', 'game_pairs', 'availability_loss', 'build_model_a', 'pretrain_availability',

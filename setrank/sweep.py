@@ -21,7 +21,7 @@ from .config import (DEFAULTS_PATH, OBJECTIVES, Config, ParamSpace, SetrankError
                             read_yaml, round_trip_yaml, validate_config)
 from .files import atomic_write, json_ready, write_json, write_png
 from .evaluate import LOWER_IS_BETTER, markdown_table, metric_label
-from .pipeline import load_league, run_features
+from .runs import load_league, run_features
 from .trials import (MAX_GRID, RunTrial, _optuna_experimental, batch_path, check_batch_id, check_space, combo_name,
                             decode_params, default_storage, grid_size, make_sampler, masked_url, objective_direction,
                             open_storage, pipeline_trial, retried_trial, retry_callback, search_grid, suggest_params,
